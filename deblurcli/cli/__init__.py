@@ -1,0 +1,1 @@
+"""The ``deblur`` command line: thin commands over the library."""

@@ -1,0 +1,141 @@
+"""The run loop shared by image-to-image commands: discovery, progress, summary, exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from deblurcli.cli._console import (
+    error_line,
+    megapixel_progress,
+    stderr_console,
+    stdout_console,
+    summary_table,
+)
+from deblurcli.errors import UsageError
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse an output path that exists and is not a folder (a usage error)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError("exists and is not a folder: choose a folder for --output", out_dir)
+
+
+def run_images(
+    *,
+    title: str,
+    inputs: Sequence[str],
+    out_dir: Path,
+    restorer: object,
+    fmt: str,
+    quality: int,
+    suffix: str,
+    recursive: bool,
+    overwrite: bool,
+    side_by_side: bool,
+    as_json: bool,
+    verbose: bool,
+    header: str,
+) -> None:
+    """Discover inputs, run the batch with a progress bar, report, and exit with the right code.
+
+    Raises:
+        typer.Exit: 0 when nothing failed, 1 when some inputs failed, 130 on Ctrl-C.
+    """
+    from deblurcli.io.discovery import discover
+    from deblurcli.io.images import peek_megapixels
+    from deblurcli.pipelines.batch import BatchOptions, FileResult, run_batch
+
+    err = stderr_console()
+    out = err if as_json else stdout_console()
+    items = discover(inputs, out_dir, fmt, suffix, recursive)
+    if not items:
+        raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP)")
+    err.print(header, highlight=False, soft_wrap=True)
+    sizes = {item.source: peek_megapixels(item.source) for item in items if item.error is None}
+    options = BatchOptions(fmt, quality, overwrite, side_by_side)
+    results: list[FileResult] = []
+    started = time.perf_counter()
+    progress = megapixel_progress(err)
+    task = progress.add_task(title, total=max(sum(sizes.values()), 1e-6), files=f"0/{len(items)}")
+
+    def on_result(result: FileResult) -> None:
+        results.append(result)
+        progress.update(
+            task,
+            advance=sizes.get(Path(result.input), 0.0),
+            files=f"{len(results)}/{len(items)} files",
+        )
+        if result.status == "failed":
+            progress.console.print(
+                f"[red]failed[/] {escape(result.error or '')}", highlight=False, soft_wrap=True
+            )
+            if verbose and result.traceback:
+                progress.console.print(escape(result.traceback), highlight=False, soft_wrap=True)
+        elif result.status == "skipped":
+            progress.console.print(
+                f"[yellow]skipped[/] {escape(result.input)}: output exists "
+                "(--overwrite replaces it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for note in result.notes if result.status == "ok" else ():
+            progress.console.print(
+                f"[yellow]note[/] {escape(result.input)}: {escape(note)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    try:
+        with progress:
+            run_batch(items, restorer, options, on_result)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        done = sum(r.status == "ok" for r in results)
+        error_line(
+            err,
+            f"interrupted after {done} new outputs; run the same command again "
+            "to resume (finished outputs are skipped)",
+        )
+        raise typer.Exit(130) from None
+    wall = time.perf_counter() - started
+    _report(results, wall, out, as_json)
+    raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
+
+
+def _report(results: Sequence, wall: float, console, as_json: bool) -> None:
+    ok = [r for r in results if r.status == "ok"]
+    megapixels = sum(r.megapixels for r in ok)
+    failed = [r for r in results if r.status == "failed"]
+    rows = [
+        ("files", f"{len(ok)} restored"),
+        ("skipped", str(sum(r.status == "skipped" for r in results))),
+        ("failed", str(len(failed))),
+        ("megapixels", f"{megapixels:.1f}"),
+        ("seconds", f"{wall:.1f}"),
+        ("MP/s", f"{megapixels / wall:.2f}" if wall > 0 and ok else "-"),
+    ]
+    summary_table("Summary", rows, console)
+    if failed:
+        console.print("[red]Failed inputs:[/]", highlight=False, soft_wrap=True)
+        for r in failed:
+            console.print(f"  {escape(r.error or r.input)}", highlight=False, soft_wrap=True)
+    if as_json:
+        document = {
+            "results": [r.as_json() for r in results],
+            "summary": {
+                "ok": len(ok),
+                "skipped": sum(r.status == "skipped" for r in results),
+                "failed": len(failed),
+                "megapixels": round(megapixels, 4),
+                "seconds": round(wall, 4),
+                "megapixels_per_second": round(megapixels / wall, 4) if wall > 0 else None,
+            },
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,67 @@
+"""Consoles, progress bars and summary tables (the only place that prints)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+@dataclass
+class AppState:
+    """Global options, kept in ``ctx.obj``."""
+
+    verbose: bool = False
+
+
+def stderr_console() -> Console:
+    """Console for progress, warnings and errors (honours ``NO_COLOR`` and non-TTY output)."""
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None)
+
+
+def stdout_console() -> Console:
+    """Console for results (tables)."""
+    return Console(no_color="NO_COLOR" in os.environ or None)
+
+
+def error_line(console: Console, message: str) -> None:
+    """One red line: ``error: …``."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def megapixel_progress(console: Console) -> Progress:
+    """A progress bar over megapixels, showing files done and ETA."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[files]}"),
+        TextColumn("{task.completed:.1f}/{task.total:.1f} MP"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def summary_table(title: str, rows: Sequence[tuple[str, str]], console: Console) -> None:
+    """A two-column key/value table."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)

@@ -1,0 +1,118 @@
+"""Option aliases shared by the image-to-image commands (``deblur``, ``enhance``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+IO_PANEL = "Inputs and outputs"
+RUN_PANEL = "Device and speed"
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Image files, folders or glob patterns (quote them: 'shots/**/*.jpg').",
+        show_default=False,
+    ),
+]
+OutputDir = Annotated[
+    Path,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Folder for the results; mirrors the inputs' layout.",
+        rich_help_panel=IO_PANEL,
+    ),
+]
+Recursive = Annotated[
+    bool,
+    typer.Option(
+        "--recursive", "-r", help="Look into subfolders of input folders.", rich_help_panel=IO_PANEL
+    ),
+]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Output format: keep, png, jpg, webp, tiff or bmp.",
+        rich_help_panel=IO_PANEL,
+    ),
+]
+Quality = Annotated[
+    int,
+    typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.", rich_help_panel=IO_PANEL),
+]
+Suffix = Annotated[
+    str,
+    typer.Option(
+        "--suffix", help="Added to each output's file name, e.g. _sharp.", rich_help_panel=IO_PANEL
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace existing outputs (by default they are skipped).",
+        rich_help_panel=IO_PANEL,
+    ),
+]
+SideBySide = Annotated[
+    bool,
+    typer.Option(
+        "--side-by-side",
+        help="Write input and result next to each other.",
+        rich_help_panel=IO_PANEL,
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document with a result per input on stdout.",
+        rich_help_panel=IO_PANEL,
+    ),
+]
+Tile = Annotated[
+    int,
+    typer.Option(
+        "--tile",
+        min=0,
+        envvar="DEBLURCLI_TILE",
+        show_envvar=True,
+        help="Tile side in pixels; 0 picks it from free memory.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+TileOverlap = Annotated[
+    int,
+    typer.Option(
+        "--tile-overlap",
+        min=0,
+        help="Pixels shared by neighbouring tiles.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        envvar="DEBLURCLI_DEVICE",
+        show_envvar=True,
+        help="auto, cpu, cuda, cuda:N or mps.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        envvar="DEBLURCLI_PRECISION",
+        show_envvar=True,
+        help="auto (fp16/bf16 on GPUs, fp32 on CPUs), fp32, fp16 or bf16.",
+        rich_help_panel=RUN_PANEL,
+    ),
+]
+
+FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp")

@@ -1,0 +1,105 @@
+"""``deblur deblur``: blind motion deblurring of photographs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from deblurcli.cli import _options as opt
+from deblurcli.cli._batch import check_output_dir, run_images
+from deblurcli.errors import UsageError
+
+MODEL_PANEL = "Model"
+BACKBONES = ("mobilenet", "mobilenet-dsc", "inception", "resnet")
+
+
+def deblur(
+    ctx: typer.Context,
+    inputs: opt.Inputs,
+    output: opt.OutputDir,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone",
+            "-b",
+            show_default="mobilenet",
+            rich_help_panel=MODEL_PANEL,
+            help="mobilenet (fast), mobilenet-dsc, inception (best) or resnet "
+            "(DeblurGAN v1). With --weights, taken from the file.",
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            envvar="DEBLURCLI_WEIGHTS",
+            show_envvar=True,
+            rich_help_panel=MODEL_PANEL,
+            help="Weight file: official DeblurGAN-v2 .h5, DeblurGAN v1 .pth, "
+            "or a deblurcli .safetensors.",
+        ),
+    ] = None,
+    tile: opt.Tile = 0,
+    tile_overlap: opt.TileOverlap = 64,
+    device: opt.Device = "auto",
+    precision: opt.Precision = "auto",
+    recursive: opt.Recursive = False,
+    fmt: opt.Format = "keep",
+    quality: opt.Quality = 95,
+    suffix: opt.Suffix = "",
+    overwrite: opt.Overwrite = False,
+    side_by_side: opt.SideBySide = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Remove camera-shake and motion blur from photographs.
+
+    Example: deblur deblur ./photos -o ./sharp --weights fpn_inception.h5
+    """
+    if fmt not in opt.FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
+    if backbone is not None and backbone not in BACKBONES:
+        raise UsageError(f"unknown --backbone {backbone!r}: use one of {', '.join(BACKBONES)}")
+    check_output_dir(output)
+
+    from deblurcli.device import resolve_device, resolve_precision
+    from deblurcli.hub import no_default_weights, resolve_weights
+    from deblurcli.models import get_spec
+    from deblurcli.models._builder import load_model
+    from deblurcli.pipelines.restore import Restorer
+
+    torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
+    if weights is None:
+        name = backbone or "mobilenet"
+        default = get_spec(name).default_weights
+        if default is None:
+            raise no_default_weights(name)
+        weights = default
+    model, info = load_model(resolve_weights(weights), architecture=backbone)
+    restorer = Restorer(model, info.architecture, info, torch_device, dtype, tile, tile_overlap)
+    semantics = (
+        "official semantics: per-image normalisation, whole-image runs"
+        if info.official
+        else "eval-mode normalisation, tiled"
+    )
+    header = (
+        f"[bold]{info.architecture}[/] from {info.path.name} ({semantics}) on "
+        f"{torch_device} in {str(dtype).removeprefix('torch.')}"
+    )
+    run_images(
+        title="Deblurring",
+        inputs=inputs,
+        out_dir=output,
+        restorer=restorer,
+        fmt=fmt,
+        quality=quality,
+        suffix=suffix,
+        recursive=recursive,
+        overwrite=overwrite,
+        side_by_side=side_by_side,
+        as_json=as_json,
+        verbose=ctx.obj.verbose,
+        header=header,
+    )

@@ -1,0 +1,75 @@
+"""Root ``deblur`` app: global options, ``--version``, error handling.
+
+Importing this module must not import torch: commands import heavy modules
+inside their functions, so ``deblur --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from deblurcli._version import __version__
+from deblurcli.cli._console import AppState, error_line, stderr_console
+from deblurcli.cli.deblur import deblur
+from deblurcli.errors import DeblurError
+
+app = typer.Typer(
+    name="deblur",
+    help="Restore batches of photographs: deblur camera shake with DeblurGAN networks.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deblurcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks for errors.")
+    ] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    """Restore batches of photographs: deblur camera shake with DeblurGAN networks."""
+    ctx.obj = AppState(verbose=verbose)
+
+
+app.command("deblur", no_args_is_help=True)(deblur)
+
+
+def run() -> None:
+    """Console-script entry point: one clear line per error, the right exit code."""
+    try:
+        code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
+    except DeblurError as exc:
+        error_line(stderr_console(), str(exc))
+        if "-v" in sys.argv or "--verbose" in sys.argv:
+            traceback.print_exc()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error_line(stderr_console(), "interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,96 @@
+"""Device selection (``auto|cpu|cuda[:n]|mps``) and the precision policy."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from deblurcli.errors import DeviceError
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn a user's device string into an available ``torch.device``.
+
+    Args:
+        spec: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Raises:
+        DeviceError: the device does not exist on this machine.
+    """
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("CUDA is not available on this machine: use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"there is no {spec} (this machine has {torch.cuda.device_count()} CUDA devices)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("MPS is not available on this machine: use --device cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unsupported device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
+    """Choose the compute dtype.
+
+    ``auto`` is fp16 on CUDA and MPS (bf16 where CUDA supports it, which avoids
+    fp16 overflow in deep features) and fp32 on the CPU, where half precision
+    is slower than fp32 on most processors.
+
+    Raises:
+        DeviceError: the precision name is unknown or unsupported on the device.
+    """
+    spec = spec.strip().lower()
+    if spec not in PRECISIONS:
+        raise DeviceError(f"unknown precision {spec!r}: use one of {', '.join(PRECISIONS)}")
+    if spec == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("this GPU has no bf16 support: use --precision fp16 or fp32")
+    return _DTYPES[spec]
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory available for activations on ``device``, in bytes.
+
+    CUDA reports free device memory; the CPU and MPS report the system's
+    available memory (``MemAvailable`` on Linux).
+    """
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return _system_available_bytes()
+
+
+def _system_available_bytes() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024**3

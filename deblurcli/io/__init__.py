@@ -1,0 +1,1 @@
+"""Reading and writing photographs, and turning command-line inputs into work items."""

@@ -1,0 +1,155 @@
+"""Files, folders and globs on the command line -> work items with output paths."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deblurcli.errors import DeblurError, InputImageError
+from deblurcli.io.images import FORMAT_SUFFIX, SUPPORTED_SUFFIXES
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One input file and where its result goes.
+
+    Attributes:
+        source: the input image (or the unusable input, when ``error`` is set).
+        relative: its path relative to the folder or glob root it was found under.
+        output: the output file, or None when ``error`` is set.
+        error: why this input cannot be processed, or None.
+    """
+
+    source: Path
+    relative: Path
+    output: Path | None = None
+    error: DeblurError | None = None
+
+
+def output_format(source: Path, fmt: str) -> str:
+    """The format to write: ``fmt``, or for ``keep`` the one the source's extension names."""
+    if fmt != "keep":
+        return fmt
+    suffix = source.suffix.lower()
+    return {".jpeg": "jpg", ".tif": "tiff"}.get(suffix, suffix.lstrip(".") or "png")
+
+
+def output_path(out_dir: Path, relative: Path, fmt: str, suffix: str) -> Path:
+    """``out_dir/relative`` with ``suffix`` added to the stem and the extension of ``fmt``.
+
+    ``keep`` keeps the source extension as written (``.JPEG`` stays ``.JPEG``).
+    """
+    extension = relative.suffix if fmt == "keep" else FORMAT_SUFFIX[fmt]
+    return out_dir / relative.parent / f"{relative.stem}{suffix}{extension}"
+
+
+def discover(
+    inputs: Iterable[str],
+    out_dir: Path,
+    fmt: str = "keep",
+    suffix: str = "",
+    recursive: bool = False,
+) -> list[WorkItem]:
+    """Expand command-line inputs into work items, in a stable order.
+
+    Folders yield their images (subfolders with ``recursive``); globs
+    (``photos/*.jpg``, ``**`` included) are expanded here, so quoting them
+    works on every shell. Outputs mirror each file's path below its folder or
+    glob root. Inputs that do not exist or cannot be listed, and two inputs
+    that would write the same output, become items with an error; files under
+    ``out_dir`` are never taken as inputs.
+    """
+    items: list[WorkItem] = []
+    seen_sources: set[Path] = set()
+    seen_outputs: dict[Path, Path] = {}
+    out_resolved = out_dir.resolve()
+    for raw in inputs:
+        for source, relative, error in _expand(raw, recursive):
+            if error is not None:
+                items.append(WorkItem(source, relative, None, error))
+                continue
+            resolved = source.resolve()
+            if resolved in seen_sources or _is_within(resolved, out_resolved):
+                continue  # named twice, or one of our own outputs
+            seen_sources.add(resolved)
+            target = output_path(out_dir, relative, fmt, suffix)
+            first = seen_outputs.setdefault(target, source)
+            if first != source:
+                clash = InputImageError(
+                    f"would write {target}, like {first}: rename one or run them separately",
+                    source,
+                )
+                items.append(WorkItem(source, relative, None, clash))
+                continue
+            items.append(WorkItem(source, relative, target, None))
+    return items
+
+
+def _expand(raw: str, recursive: bool) -> Iterator[tuple[Path, Path, DeblurError | None]]:
+    path = Path(raw)
+    if _GLOB_CHARS & set(raw) and not path.exists():
+        root = _glob_root(raw)
+        matches = sorted(glob.glob(raw, recursive=True))
+        files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files:
+            yield path, Path(path.name), InputImageError("no files match this pattern", raw)
+        for file in files:
+            yield file, file.relative_to(root) if _is_within(file, root) else Path(file.name), None
+    elif path.is_dir():
+        yield from _walk_folder(path, recursive)
+    elif path.exists():
+        yield path, Path(path.name), None
+    else:
+        yield path, Path(path.name), InputImageError("does not exist", path)
+
+
+def _walk_folder(folder: Path, recursive: bool) -> Iterator[tuple[Path, Path, DeblurError | None]]:
+    errors: list[OSError] = []
+    if recursive:
+        walker = os.walk(folder, onerror=errors.append)
+    else:
+        try:
+            walker = iter([(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])])
+        except OSError as exc:
+            errors.append(exc)
+            walker = iter([])
+    for dirpath, dirnames, filenames in walker:
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in SUPPORTED_SUFFIXES and not name.startswith("."):
+                file = Path(dirpath) / name
+                yield file, file.relative_to(folder), None
+    for exc in errors:
+        where = Path(exc.filename) if exc.filename else folder
+        yield (
+            where,
+            where.relative_to(folder) if _is_within(where, folder) else Path(where.name),
+            (
+                InputImageError(
+                    f"folder cannot be listed ({exc.strerror}): check its permissions", where
+                )
+            ),
+        )
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    root_parts = []
+    for part in parts:
+        if _GLOB_CHARS & set(part):
+            break
+        root_parts.append(part)
+    return Path(*root_parts) if root_parts else Path(".")
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True

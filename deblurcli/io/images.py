@@ -1,0 +1,336 @@
+"""Read and write photographs without losing what makes them the user's.
+
+Pixels are decoded once, by OpenCV, which keeps 16-bit colour and alpha;
+Pillow parses the header only, for the format, EXIF, ICC profile and DPI.
+EXIF orientation is applied on read, and written back as 1 ("upright").
+Writes go to a temporary file in the target folder that is renamed into
+place, so an interrupted run never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from deblurcli.errors import InputImageError, OutputError
+
+SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
+_PIL_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff", "BMP": "bmp"}
+MIN_SIDE = 16
+MAX_PIXELS = 250_000_000
+_ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photograph and the metadata to carry to its output.
+
+    Attributes:
+        pixels: (H, W, C) uint8 or uint16, C = 1 (gray) or 3 (RGB), upright.
+        alpha: (H, W) of the same dtype, or None; passed through untouched.
+        format: source format: ``jpg``, ``png``, ``webp``, ``tiff`` or ``bmp``.
+        exif: EXIF block with orientation reset to 1, or None.
+        icc_profile: embedded ICC profile, or None.
+        dpi: (x, y) resolution, or None.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def megapixels(self) -> float:
+        return self.height * self.width / 1e6
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+    @property
+    def max_value(self) -> int:
+        return int(np.iinfo(self.pixels.dtype).max)
+
+    def with_pixels(self, pixels: np.ndarray) -> Photo:
+        """The same photo (metadata, alpha) with new pixels of the same size and dtype."""
+        return replace(self, pixels=pixels)
+
+
+def read_image(path: Path) -> Photo:
+    """Decode ``path`` into an upright :class:`Photo`.
+
+    Raises:
+        InputImageError: empty, not an image, truncated, too small or too large.
+    """
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise InputImageError("is a folder, not an image", path) from None
+    except OSError as exc:
+        raise InputImageError(
+            f"cannot be read ({exc.strerror}): check its permissions", path
+        ) from None
+    if not data:
+        raise InputImageError("is empty (0 bytes): re-export or re-copy it", path)
+    header = _open_header(path, data)
+    width, height = header.size
+    if width * height > MAX_PIXELS:
+        raise InputImageError(
+            f"is {width}×{height} px, over the {MAX_PIXELS / 1e6:.0f}-megapixel safety limit "
+            "against decompression bombs: downscale it first",
+            path,
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InputImageError(
+            f"is only {width}×{height} px: deblurring needs at least {MIN_SIDE}×{MIN_SIDE}", path
+        )
+    fmt = _PIL_FORMAT[header.format]
+    if fmt == "jpg" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        raise InputImageError("is a truncated JPEG (no end-of-image marker): re-copy it", path)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise InputImageError(f"is a damaged or truncated {fmt.upper()} file: re-copy it", path)
+    pixels, alpha = _split_channels(
+        decoded, gray=header.mode in ("1", "L", "LA", "I", "I;16", "I;16B")
+    )
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise InputImageError(
+            f"has {pixels.dtype} samples; only 8- and 16-bit images are supported", path
+        )
+    exif = header.getexif()
+    orientation = exif.get(_ORIENTATION_TAG, 1)
+    pixels = _apply_orientation(pixels, orientation)
+    alpha = None if alpha is None else _apply_orientation(alpha, orientation)
+    exif_bytes = None
+    if len(exif):
+        if _ORIENTATION_TAG in exif:
+            exif[_ORIENTATION_TAG] = 1
+        exif_bytes = exif.tobytes()
+    dpi = header.info.get("dpi")
+    return Photo(
+        pixels=np.ascontiguousarray(pixels),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        format=fmt,
+        exif=exif_bytes,
+        icc_profile=header.info.get("icc_profile") or None,
+        dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
+    )
+
+
+def peek_megapixels(path: Path) -> float:
+    """Megapixels from the file header alone (0.0 when unreadable); for progress bars."""
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except Exception:  # any unreadable file is reported properly when it is read
+        return 0.0
+    return width * height / 1e6
+
+
+def _open_header(path: Path, data: bytes) -> Image.Image:
+    try:
+        saved_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # our own limit (MAX_PIXELS) is checked by the caller
+        try:
+            header = Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved_limit
+    except UnidentifiedImageError:
+        raise InputImageError(
+            "is not an image deblurcli can read (JPEG, PNG, WebP, TIFF, BMP)", path
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputImageError(f"has a damaged header ({exc})", path) from None
+    if header.format not in _PIL_FORMAT:
+        raise InputImageError(
+            f"is a {header.format} file; supported formats are JPEG, PNG, WebP, TIFF, BMP", path
+        )
+    return header
+
+
+def _split_channels(decoded: np.ndarray, gray: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """OpenCV's BGR/BGRA/gray array -> (RGB or gray (H, W, C), alpha or None)."""
+    if decoded.ndim == 2:
+        return decoded[:, :, None], None
+    alpha = decoded[:, :, 3] if decoded.shape[2] == 4 else None
+    bgr = decoded[:, :, :3]
+    if gray:
+        return bgr[:, :, :1], alpha
+    return bgr[:, :, ::-1], alpha
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip (H, W, ...) ``array`` upright per an EXIF orientation value (1-8)."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)
+    if orientation == 7:
+        return np.rot90(array, 2).swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def encode_image(photo: Photo, fmt: str, quality: int = 95) -> bytes:
+    """Encode ``photo`` as ``fmt`` with its alpha, EXIF, ICC profile and DPI.
+
+    16-bit photos stay 16-bit in PNG and TIFF; JPEG, WebP and BMP hold 8 bits,
+    so 16-bit photos are rounded to 8 bits for them.
+
+    Args:
+        photo: what to write.
+        fmt: ``jpg``, ``png``, ``webp``, ``tiff`` or ``bmp``.
+        quality: JPEG/WebP quality (1-100).
+    """
+    if photo.pixels.dtype == np.uint16 and fmt in ("png", "tiff"):
+        return _encode_16bit(photo, fmt)
+    pixels, alpha = photo.pixels, photo.alpha
+    if pixels.dtype == np.uint16:
+        pixels = _to_8bit(pixels)
+        alpha = None if alpha is None else _to_8bit(alpha)
+    channels = pixels if alpha is None else np.concatenate([pixels, alpha[:, :, None]], axis=2)
+    if fmt in ("jpg", "bmp") and alpha is not None:
+        channels = pixels  # these formats have no alpha channel
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels.shape[2]]
+    image = Image.fromarray(channels[:, :, 0] if mode == "L" else channels, mode)
+    options: dict = {}
+    if photo.icc_profile and fmt != "bmp":
+        options["icc_profile"] = photo.icc_profile
+    if photo.exif and fmt in ("jpg", "png", "webp", "tiff"):
+        options["exif"] = photo.exif
+    if photo.dpi and fmt in ("jpg", "png", "tiff", "bmp"):
+        options["dpi"] = photo.dpi
+    if fmt in ("jpg", "webp"):
+        options["quality"] = quality
+    if fmt == "jpg":
+        options["subsampling"] = 0 if quality >= 90 else 2
+    if fmt == "tiff":
+        options["compression"] = "tiff_deflate"
+    buffer = io.BytesIO()
+    image.save(buffer, format={"jpg": "JPEG", "tiff": "TIFF"}.get(fmt, fmt.upper()), **options)
+    return buffer.getvalue()
+
+
+def _to_8bit(array: np.ndarray) -> np.ndarray:
+    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _encode_16bit(photo: Photo, fmt: str) -> bytes:
+    pixels = photo.pixels
+    channels = (
+        pixels if photo.alpha is None else np.concatenate([pixels, photo.alpha[:, :, None]], axis=2)
+    )
+    if fmt == "tiff":
+        import tifffile
+
+        buffer = io.BytesIO()
+        extratags = []
+        if photo.icc_profile:
+            extratags.append((34675, "B", len(photo.icc_profile), photo.icc_profile, True))
+        tifffile.imwrite(
+            buffer,
+            channels[:, :, 0] if channels.shape[2] == 1 else channels,
+            photometric="minisblack" if pixels.shape[2] == 1 else "rgb",
+            extrasamples=["unassalpha"] if photo.alpha is not None else None,
+            compression="zlib",
+            resolution=photo.dpi,
+            resolutionunit="INCH" if photo.dpi else None,
+            extratags=extratags,
+        )
+        return buffer.getvalue()
+    cv_order = channels if channels.shape[2] < 3 else _rgb_to_bgr(channels)
+    ok, png = cv2.imencode(".png", cv_order)
+    if not ok:
+        raise OutputError("OpenCV could not encode a 16-bit PNG")
+    return _add_png_chunks(png.tobytes(), photo)
+
+
+def _rgb_to_bgr(channels: np.ndarray) -> np.ndarray:
+    order = [2, 1, 0, *range(3, channels.shape[2])]
+    return np.ascontiguousarray(channels[:, :, order])
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
+
+
+def _add_png_chunks(png: bytes, photo: Photo) -> bytes:
+    """Insert iCCP, pHYs and eXIf chunks after IHDR (OpenCV writes none of them)."""
+    chunks = b""
+    if photo.icc_profile:
+        chunks += _png_chunk(b"iCCP", b"icc\0\0" + zlib.compress(photo.icc_profile))
+    if photo.dpi:
+        per_metre = [round(d / 0.0254) for d in photo.dpi]
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
+    if photo.exif:
+        exif = photo.exif[6:] if photo.exif.startswith(b"Exif\0\0") else photo.exif
+        chunks += _png_chunk(b"eXIf", exif)
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, IHDR length, type, data, crc
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    Raises:
+        OutputError: the folder cannot be created or written.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(
+            "cannot create the output folder: a file is in the way", path.parent
+        ) from None
+    except OSError as exc:
+        raise OutputError(f"cannot write here ({exc.strerror})", path.parent) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot be written ({exc.strerror})", path) from None
+        raise
+
+
+def write_image(photo: Photo, path: Path, fmt: str, quality: int = 95) -> None:
+    """Encode ``photo`` as ``fmt`` and write it atomically to ``path``."""
+    write_atomic(path, encode_image(photo, fmt, quality))

@@ -1,0 +1,103 @@
+"""Blocks shared by the generators: padding policy, pad-and-crop, norm statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+Statistics = Literal["per_image", "running"]
+
+
+@dataclass(frozen=True)
+class Padding:
+    """How a model pads its input to a size its strides accept.
+
+    Padding goes at the bottom and right only, so that tiles starting at
+    multiples of ``multiple`` keep the stride grid of the whole image.
+
+    Attributes:
+        multiple: height and width are padded up to a multiple of this.
+        mode: ``reflect`` mirrors the border; ``zeros`` pads with 0 in the
+            model's value space (mid-grey for inputs in [-1, 1]).
+        always_extra: add a full block even when the size is already a
+            multiple (DeblurGAN-v2's ``predict.py`` pads ``h`` to ``(h//32+1)*32``).
+        minimum: sides are padded to at least this many pixels (networks with
+            unpadded convolutions need a minimum input size).
+    """
+
+    multiple: int
+    mode: Literal["reflect", "zeros"] = "reflect"
+    always_extra: bool = False
+    minimum: int = 0
+
+    def amount(self, size: int) -> int:
+        """Pixels to add after ``size`` pixels."""
+        if self.always_extra:
+            target = (size // self.multiple + 1) * self.multiple
+        else:
+            target = size + (-size % self.multiple)
+        return max(target, self.minimum) - size
+
+
+def pad_bottom_right(x: torch.Tensor, padding: Padding) -> torch.Tensor:
+    """Pad ``x`` of shape (N, C, H, W) at the bottom and right per ``padding``.
+
+    Reflection needs the pad to be smaller than the side; tiny images fall back
+    to replicating the border.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = padding.amount(h), padding.amount(w)
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if padding.mode == "zeros":
+        return F.pad(x, (0, pad_w, 0, pad_h))
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+class PaddedGenerator(nn.Module):
+    """Base for generators that accept any H×W: pad inside, crop back.
+
+    Subclasses implement :meth:`forward_padded` on inputs whose sides are
+    multiples of ``padding.multiple``. ``statistics`` says how norm layers
+    behave (see :func:`set_statistics`).
+    """
+
+    padding: Padding
+    statistics: Statistics = "running"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore ``x`` of shape (N, 3, H, W) in [-1, 1]; returns the same shape."""
+        h, w = x.shape[-2:]
+        return self.forward_padded(pad_bottom_right(x, self.padding))[..., :h, :w]
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def set_statistics(model: PaddedGenerator, statistics: Statistics) -> None:
+    """Choose whether norm layers use running buffers or each image's own statistics.
+
+    ``per_image`` reproduces the official DeblurGAN code, which runs inference
+    in train mode: every BatchNorm and InstanceNorm normalises with the
+    statistics of the image at hand. The running buffers are removed, so the
+    model stays stateless in ``eval()`` and never updates them. ``running``
+    (our own trained weights) normalises with the stored buffers, which makes
+    the model translation-equivariant, so tiles agree with the whole image.
+    """
+    if statistics == "per_image":
+        for module in model.modules():
+            if isinstance(module, (_BatchNorm, _InstanceNorm)):
+                module.track_running_stats = False
+                module.running_mean = None
+                module.running_var = None
+                module.num_batches_tracked = None
+    elif statistics != "running":
+        raise ValueError(f"unknown statistics policy {statistics!r}")
+    model.statistics = statistics

@@ -1,0 +1,74 @@
+"""Registered architectures (one small entry function per variant)."""
+
+from __future__ import annotations
+
+from deblurcli.models import deblurgan_v1, deblurgan_v2
+from deblurcli.models._registry import register_model
+from deblurcli.models.deblurgan_v2 import (
+    FPNGenerator,
+    InceptionResNetV2Encoder,
+    MobileNetV2Encoder,
+    Norm,
+)
+from deblurcli.models.layers import Padding
+
+_OFFICIAL_V2_PADDING = Padding(32, mode="zeros", always_extra=True)
+
+
+@register_model(
+    "resnet",
+    task="deblur",
+    memory_per_pixel=900,
+    description="DeblurGAN v1 ResNet generator (9 blocks, 11.4 M parameters)",
+    official_filter=deblurgan_v1.checkpoint_filter,
+    official_padding=Padding(4),
+)
+def resnet() -> deblurgan_v1.ResnetGenerator:
+    """DeblurGAN v1: ngf 64, 9 residual blocks, instance norm, global residual."""
+    return deblurgan_v1.ResnetGenerator(ngf=64, n_blocks=9)
+
+
+@register_model(
+    "mobilenet",
+    task="deblur",
+    memory_per_pixel=540,
+    description="DeblurGAN-v2 FPN over MobileNetV2 (2.1 M parameters, fast)",
+    official_filter=deblurgan_v2.checkpoint_filter,
+    official_padding=_OFFICIAL_V2_PADDING,
+)
+def mobilenet(norm: Norm = "instance") -> FPNGenerator:
+    """DeblurGAN-v2 FPNMobileNet: FPN width 128, heads 64."""
+    return FPNGenerator(MobileNetV2Encoder(), fpn_width=128, head_width=64, norm=norm)
+
+
+@register_model(
+    "mobilenet-dsc",
+    task="deblur",
+    memory_per_pixel=650,
+    description="DeblurGAN-v2 MobileNet-DSC: depthwise-separable FPN and heads (1.2 M parameters)",
+)
+def mobilenet_dsc(norm: Norm = "instance") -> FPNGenerator:
+    """The paper's MobileNet-DSC: MobileNetV2 FPN with depthwise-separable convolutions."""
+    return FPNGenerator(
+        MobileNetV2Encoder(), fpn_width=128, head_width=64, norm=norm, separable=True
+    )
+
+
+@register_model(
+    "inception",
+    task="deblur",
+    memory_per_pixel=1200,
+    description="DeblurGAN-v2 FPN over Inception-ResNet-v2 (36 M parameters, best quality)",
+    official_filter=deblurgan_v2.checkpoint_filter,
+    official_padding=Padding(32, mode="zeros", always_extra=True, minimum=128),
+)
+def inception(norm: Norm = "instance") -> FPNGenerator:
+    """DeblurGAN-v2 FPNInception: FPN width 256, heads 128; needs sides of 128 px or more."""
+    return FPNGenerator(
+        InceptionResNetV2Encoder(),
+        fpn_width=256,
+        head_width=128,
+        norm=norm,
+        pad_laterals=True,
+        min_size=128,
+    )

@@ -1,0 +1,1 @@
+"""Pure tensor operations: tiling, blur kernels, colour conversions."""

@@ -1,0 +1,1 @@
+"""Restoring images: one image (``restore``) and many files (``batch``)."""

@@ -1,0 +1,144 @@
+"""Stateless restoration of one image: value mapping, device transfer, tiling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from deblurcli.device import free_memory_bytes
+from deblurcli.models import get_spec
+from deblurcli.models._builder import WeightsInfo
+from deblurcli.models.layers import PaddedGenerator
+from deblurcli.ops.tiling import auto_tile_size, tiled_forward_with_backoff
+
+# Largest auto tile: past this, bigger tiles only add latency, and on the CPU they
+# cost memory that the tile-overlap saving does not repay.
+_AUTO_TILE_LIMIT = {"cpu": 1024, "mps": 2048, "cuda": 2048}
+# Share of free memory one tile's activations may take (the rest: image, output, other programs).
+_AUTO_MEMORY_SHARE = {"cpu": 0.25, "mps": 0.4, "cuda": 0.6}
+_CPU_TILE_BUDGET = 1.5 * 1024**3
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """How one image was run.
+
+    Attributes:
+        tile: tile side used (0 = the whole image at once).
+        notes: things the user should know (tiling a per-image-statistics model, OOM retries).
+    """
+
+    tile: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Restorer:
+    """Runs a generator on whole photographs; holds no per-image state.
+
+    Args:
+        model: a generator taking (1, 3, H, W) in [-1, 1].
+        architecture: its registry name (for its memory use per pixel).
+        info: the weights' semantics (statistics policy), or None for a model
+            built in memory (treated as eval-mode, so it tiles exactly).
+        device: where the network runs; images stay on the CPU.
+        dtype: compute precision.
+        tile: tile side; 0 picks one from free memory.
+        overlap: pixels shared by neighbouring tiles.
+    """
+
+    def __init__(
+        self,
+        model: PaddedGenerator,
+        architecture: str,
+        info: WeightsInfo | None,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        tile: int = 0,
+        overlap: int = 64,
+    ) -> None:
+        self.model = model.eval().to(device=device, dtype=dtype)
+        self.info = info
+        self.device = device
+        self.dtype = dtype
+        self.tile = tile
+        self.overlap = overlap
+        self.bytes_per_pixel = get_spec(architecture).memory_per_pixel
+        if dtype != torch.float32:
+            self.bytes_per_pixel /= 2
+
+    @property
+    def tiles_exactly(self) -> bool:
+        return self.info is None or self.info.tiles_exactly
+
+    def choose_tile(self, height: int, width: int) -> tuple[int, tuple[str, ...]]:
+        """Tile side for an image (0 = whole image) and any note for the user."""
+        if self.tile > 0:
+            if not self.tiles_exactly and max(height, width) > self.tile:
+                return self.tile, (_PER_IMAGE_TILING_NOTE,)
+            return self.tile, ()
+        kind = self.device.type
+        free = free_memory_bytes(self.device)
+        if not self.tiles_exactly:
+            # Per-image statistics: only the whole image gives the official result.
+            if height * width * self.bytes_per_pixel <= 0.8 * free:
+                return 0, ()
+            tile = auto_tile_size(
+                int(free * _AUTO_MEMORY_SHARE[kind]),
+                self.bytes_per_pixel,
+                self.model.padding.multiple,
+                _AUTO_TILE_LIMIT[kind],
+            )
+            return tile, (_PER_IMAGE_TILING_NOTE,)
+        budget = free * _AUTO_MEMORY_SHARE[kind]
+        if kind == "cpu":
+            budget = min(budget, _CPU_TILE_BUDGET)
+        tile = auto_tile_size(
+            int(budget), self.bytes_per_pixel, self.model.padding.multiple, _AUTO_TILE_LIMIT[kind]
+        )
+        return (0 if max(height, width) <= tile else tile), ()
+
+    @torch.inference_mode()
+    def restore_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, RestoreReport]:
+        """Restore (1, 3, H, W) float32 in [0, 1] on the CPU; returns the same shape in [0, 1]."""
+        _, _, height, width = image.shape
+        tile, notes = self.choose_tile(height, width)
+        retries: list[int] = []
+        output, used = tiled_forward_with_backoff(
+            self._forward_tile,
+            image,
+            tile,
+            self.overlap,
+            self.model.padding.multiple,
+            self.device,
+            self.dtype,
+            on_retry=retries.append,
+        )
+        if retries:
+            notes = (*notes, f"out of memory: retried with {retries[-1]}px tiles")
+            if not self.tiles_exactly and _PER_IMAGE_TILING_NOTE not in notes:
+                notes = (*notes, _PER_IMAGE_TILING_NOTE)
+        return output.clamp_(0.0, 1.0), RestoreReport(used, notes)
+
+    def _forward_tile(self, tile: torch.Tensor) -> torch.Tensor:
+        return (self.model(tile * 2 - 1) + 1) / 2
+
+    def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
+        """Restore (H, W, C) uint8/uint16 pixels, C = 1 or 3; returns the same shape and dtype."""
+        scale = float(np.iinfo(pixels.dtype).max)
+        image = torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div_(scale)
+        if pixels.shape[2] == 1:
+            image = image.expand(1, 3, *pixels.shape[:2])
+        restored, report = self.restore_tensor(image)
+        array = restored[0].permute(1, 2, 0).numpy()
+        if pixels.shape[2] == 1:
+            array = (array @ _LUMA)[:, :, None]
+        return np.rint(array * scale).astype(pixels.dtype), report
+
+
+_PER_IMAGE_TILING_NOTE = (
+    "tiled: these weights normalise with per-image statistics, so tiles differ "
+    "slightly from a whole-image run"
+)
