@@ -90,7 +90,7 @@ class ResnetGenerator(PaddedGenerator):
 class NLayerDiscriminator(nn.Module):
     """PatchGAN critic (WGAN-GP, no sigmoid): 4×4 convs, stride 2 then 1, instance norm.
 
-    Shapes: (N, 3, H, W) -> (N, 1, H/8 + 2, W/8 + 2) for ``n_layers`` = 3.
+    Shapes: (N, 3, 64, 64) -> (N, 1, 11, 11) for ``n_layers`` = 3 (one score per patch).
     """
 
     def __init__(self, ndf: int = 64, n_layers: int = 3) -> None:

@@ -1,0 +1,95 @@
+"""Shared fixtures: official checkpoint layouts, photographs, small images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+LAYOUTS = SHARED / "fixtures" / "official_state_dicts"
+PHOTOS = SHARED / "datasets" / "photos"
+
+# registry name -> fixture file of its official checkpoint layout
+OFFICIAL_LAYOUTS = {
+    "mobilenet": "fpn_mobilenet.json",
+    "inception": "fpn_inception.json",
+    "resnet": "deblurgan_v1_resnet_generator.json",
+}
+
+
+# The official FPNs register backbone modules a second time as fpn.enc0..4.
+_MOBILENET_STAGE_STARTS = (0, 2, 4, 7, 11)
+_INCEPTION_STAGES = (
+    ("conv2d_1a",),
+    ("conv2d_2a", "conv2d_2b", "maxpool_3a"),
+    ("conv2d_3b", "conv2d_4a", "maxpool_5a"),
+    ("mixed_5b", "repeat", "mixed_6a"),
+    ("repeat_1", "mixed_7a"),
+)
+
+
+def _original_of(name: str, layout: str) -> str | None:
+    """The backbone key that an ``fpn.encN.*`` key duplicates, or None."""
+    if not name.startswith("fpn.enc"):
+        return None
+    stage, rest = int(name[7]), name[9:]
+    if "mobilenet" in layout:
+        index, tail = rest.split(".", 1)
+        return f"fpn.features.{_MOBILENET_STAGE_STARTS[stage] + int(index)}.{tail}"
+    if stage == 0:
+        return f"fpn.inception.conv2d_1a.{rest}"
+    index, tail = rest.split(".", 1)
+    return f"fpn.inception.{_INCEPTION_STAGES[stage][int(index)]}.{tail}"
+
+
+def official_state_dict(layout: str, seed: int = 0, scale: float = 0.1) -> dict[str, torch.Tensor]:
+    """Random tensors with exactly the names, shapes and dtypes of an official checkpoint.
+
+    Duplicate entries (``fpn.encN.*``) share the tensor of their original, as
+    in the real files. Running variances are positive.
+    """
+    entries = json.loads((LAYOUTS / layout).read_text())["entries"]
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for name, shape, dtype in entries:
+        original = _original_of(name, layout)
+        if original is not None:
+            assert list(state[original].shape) == shape, name
+            state[name] = state[original]
+        elif dtype == "int64":
+            state[name] = torch.tensor(100, dtype=torch.int64)
+        elif name.endswith("running_var"):
+            state[name] = torch.rand(shape, generator=generator) + 0.5
+        else:
+            state[name] = torch.randn(shape, generator=generator) * scale
+    return state
+
+
+def save_official_v2(path: Path, layout: str, seed: int = 0) -> Path:
+    """Write a DeblurGAN-v2 style ``.h5``: ``{'model': DataParallel state dict}``."""
+    state = official_state_dict(layout, seed)
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, path)
+    return path
+
+
+def save_official_v1(path: Path, seed: int = 0) -> Path:
+    """Write a DeblurGAN v1 style ``latest_net_G.pth``: a bare pre-0.4 state dict."""
+    torch.save(official_state_dict(OFFICIAL_LAYOUTS["resnet"], seed), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """Real photographs from ../shared (not in this repository)."""
+    found = sorted(PHOTOS.glob("*.jpg"))
+    assert found, f"no photographs under {PHOTOS}"
+    return found
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

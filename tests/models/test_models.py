@@ -1,0 +1,199 @@
+"""Every registered model: any size, tiles agree, official layouts load strictly."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import pytest
+import torch
+
+from deblurcli.errors import WeightsError
+from deblurcli.models import build_model, get_spec, list_models
+from deblurcli.models._builder import create_model, load_model, save_weights
+from deblurcli.models.deblurgan_v1 import NLayerDiscriminator
+from deblurcli.models.layers import set_statistics
+from deblurcli.ops.tiling import tiled_forward
+from tests.conftest import (
+    LAYOUTS,
+    OFFICIAL_LAYOUTS,
+    official_state_dict,
+    save_official_v1,
+    save_official_v2,
+)
+
+DEBLUR_MODELS = list_models("deblur")
+
+
+@functools.cache
+def eval_mode_model(name: str) -> torch.nn.Module:
+    """A random model with eval-mode norms whose residual is large enough to matter."""
+    torch.manual_seed(0)
+    config = {} if name == "resnet" else {"norm": "batch"}
+    model = build_model(name, config)
+    final = model.model[-2] if name == "resnet" else model.final
+    with torch.no_grad():
+        final.weight.mul_(50)
+        final.bias.mul_(50)
+    return model
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> float:
+    mse = (a - b).pow(2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+def test_all_four_backbones_are_registered():
+    assert set(DEBLUR_MODELS) == {"resnet", "mobilenet", "mobilenet-dsc", "inception"}
+
+
+@pytest.mark.parametrize("name", DEBLUR_MODELS)
+@pytest.mark.parametrize("size", [(17, 23), (64, 64), (131, 257)])
+def test_any_size_in_gives_the_same_size_out(name, size):
+    x = torch.rand(1, 3, *size) * 2 - 1
+    with torch.inference_mode():
+        y = eval_mode_model(name)(x)
+    assert y.shape == x.shape
+    assert y.min() >= -1 and y.max() <= 1
+    assert (y - x).abs().mean() > 0.05  # the network contributes, not just the skip
+
+
+@pytest.mark.parametrize("name", DEBLUR_MODELS)
+@pytest.mark.parametrize("tile,overlap", [(128, 32), (160, 64), (256, 96)])
+def test_tiled_equals_untiled_for_eval_mode_models(name, tile, overlap):
+    torch.manual_seed(1)
+    model = eval_mode_model(name)
+    x = torch.rand(1, 3, 301, 437) * 2 - 1
+    with torch.inference_mode():
+        whole = model(x)
+        tiled = tiled_forward(model, x, tile, overlap, model.padding.multiple)
+    assert psnr(tiled, whole) >= 50
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_LAYOUTS))
+def test_official_layout_loads_strictly_and_maps_every_tensor(name, tmp_path):
+    layout = OFFICIAL_LAYOUTS[name]
+    if name == "resnet":
+        path = save_official_v1(tmp_path / "latest_net_G.pth")
+    else:
+        path = save_official_v2(tmp_path / f"{name}.h5", layout)
+    model, info = load_model(path)
+    assert info.architecture == name and info.official and info.statistics == "per_image"
+    source = official_state_dict(layout)
+    ours = model.state_dict()
+    # Every tensor of ours came from the file, under its official name.
+    for key, value in ours.items():
+        official = key.replace("fpn.backbone.features.", "fpn.features.")
+        if name == "inception":
+            official = key.replace("fpn.backbone.", "fpn.inception.")
+        assert torch.equal(value, source[official]), key
+    # Everything not used is a known kind of drop.
+    dropped = set(source) - {
+        k.replace("fpn.backbone.features.", "fpn.features.").replace(
+            "fpn.backbone.", "fpn.inception." if name == "inception" else "fpn.backbone."
+        )
+        for k in ours
+    }
+    for key in dropped:
+        assert (
+            key.startswith("fpn.enc")
+            or key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+            or any(f".{u}." in key for u in ("16", "17", "18", "repeat_2", "block8",
+                                               "conv2d_7b", "last_linear"))
+        ), key
+
+
+def test_weights_of_another_architecture_are_a_clear_error(tmp_path):
+    path = save_official_v2(tmp_path / "fpn_mobilenet.h5", "fpn_mobilenet.json")
+    with pytest.raises(WeightsError, match="holds 'mobilenet' weights but 'inception'"):
+        load_model(path, architecture="inception")
+
+
+def test_unknown_layout_is_rejected_naming_the_file(tmp_path):
+    # DeblurGAN v1 as coded at the repo's HEAD cannot hold the released weights.
+    entries = json.loads((LAYOUTS / "deblurgan_v1_resnet_generator_head.json").read_text())
+    state = {name: torch.zeros(shape) for name, shape, _ in entries["entries"]}
+    path = tmp_path / "head.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="unrecognised checkpoint layout") as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this ran code",))
+
+
+def test_a_checkpoint_that_would_unpickle_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": _Payload()}, path)
+    with pytest.raises(WeightsError, match="would run code"):
+        load_model(path)
+    assert "this ran code" not in capsys.readouterr().out
+
+
+def test_text_file_as_weights_is_rejected(tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_text("not a checkpoint")
+    with pytest.raises(WeightsError, match="weights.pth"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("name", ["mobilenet-dsc", "resnet"])
+def test_safetensors_round_trip_keeps_outputs_and_semantics(name, tmp_path):
+    model = eval_mode_model(name)
+    config = {} if name == "resnet" else {"norm": "batch"}
+    path = tmp_path / "w.safetensors"
+    save_weights(model, path, name, config, metadata={"origin": "test"})
+    loaded, info = load_model(path)
+    assert not info.official and info.tiles_exactly and info.metadata["origin"] == "test"
+    x = torch.rand(1, 3, 70, 90) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_create_model_loads_weights_and_checks_the_name(tmp_path):
+    path = save_official_v1(tmp_path / "latest_net_G.pth")
+    model = create_model("resnet", weights=path)
+    assert model.statistics == "per_image"
+    with pytest.raises(WeightsError):
+        create_model("mobilenet", weights=path)
+
+
+def test_official_v1_runs_deterministically_with_dropout_off(tmp_path):
+    model, _ = load_model(save_official_v1(tmp_path / "latest_net_G.pth"))
+    x = torch.rand(1, 3, 64, 72) * 2 - 1
+    with torch.inference_mode():
+        first, second = model(x), model(x)
+    assert torch.equal(first, second)
+    assert (first - x).abs().mean() > 0.01
+
+
+def test_per_image_statistics_normalise_each_image_on_its_own():
+    model = build_model("mobilenet")
+    set_statistics(model, "per_image")
+    assert not any("running" in k for k in model.state_dict())
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        alone = model(x)
+        # Brightening the image changes its statistics, which per-image norms absorb
+        # in the deep layers; but the call leaves no state behind.
+        model(x * 0.5)
+        assert torch.equal(model(x), alone)
+
+
+def test_official_discriminator_layout_loads_strictly():
+    entries = json.loads((LAYOUTS / "deblurgan_v1_nlayer_discriminator.json").read_text())
+    state = {n: torch.randn(s) for n, s, _ in entries["entries"]}
+    critic = NLayerDiscriminator()
+    set_statistics(critic, "per_image")
+    critic.load_state_dict({k: v for k, v in state.items() if "running" not in k}, strict=True)
+    assert critic(torch.rand(1, 3, 64, 64)).shape == (1, 1, 11, 11)
+
+
+def test_model_specs_describe_memory_and_tasks():
+    for name in DEBLUR_MODELS:
+        spec = get_spec(name)
+        assert spec.task == "deblur" and spec.memory_per_pixel > 0 and spec.description
