@@ -254,7 +254,7 @@ def _encode_16bit(photo: Photo, fmt: str) -> bytes:
         import tifffile
 
         buffer = io.BytesIO()
-        extratags = []
+        extratags = _tiff_baseline_tags(photo.exif)
         if photo.icc_profile:
             extratags.append((34675, "B", len(photo.icc_profile), photo.icc_profile, True))
         tifffile.imwrite(
@@ -273,6 +273,28 @@ def _encode_16bit(photo: Photo, fmt: str) -> bytes:
     if not ok:
         raise OutputError("OpenCV could not encode a 16-bit PNG")
     return _add_png_chunks(png.tobytes(), photo)
+
+
+# EXIF IFD0 text tags that TIFF shares: Make, Model, Software, DateTime, Artist, Copyright.
+_TIFF_TEXT_TAGS = (271, 272, 305, 306, 315, 33432)
+
+
+def _tiff_baseline_tags(exif_bytes: bytes | None) -> list[tuple]:
+    """tifffile tags for orientation 1 and the EXIF IFD0 text tags.
+
+    tifffile cannot write an EXIF sub-IFD, so 16-bit TIFFs keep the camera and
+    authorship tags that TIFF itself defines, not the exposure details.
+    """
+    if not exif_bytes:
+        return []
+    exif = Image.Exif()
+    exif.load(exif_bytes)
+    tags: list[tuple] = [(_ORIENTATION_TAG, "H", 1, 1, True)]
+    for tag in _TIFF_TEXT_TAGS:
+        value = exif.get(tag)
+        if isinstance(value, str) and value:
+            tags.append((tag, "s", 0, value, True))
+    return tags
 
 
 def _rgb_to_bgr(channels: np.ndarray) -> np.ndarray:

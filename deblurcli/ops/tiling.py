@@ -155,7 +155,8 @@ def tiled_forward_with_backoff(
         smaller = max(multiple, size // 2 // multiple * multiple)
         if size <= min_tile or smaller == size:
             raise OutOfMemoryError(
-                f"out of memory even with {size}px tiles: use --device cpu or a smaller --precision"
+                f"out of memory even with {size}px tiles: free memory (close other programs) "
+                "or use --precision fp16 on a GPU"
             )
         size = tile = max(smaller, min(min_tile, size))
         if on_retry is not None:

@@ -99,14 +99,16 @@ def test_official_layout_loads_strictly_and_maps_every_tensor(name, tmp_path):
         assert (
             key.startswith("fpn.enc")
             or key.endswith(("running_mean", "running_var", "num_batches_tracked"))
-            or any(f".{u}." in key for u in ("16", "17", "18", "repeat_2", "block8",
-                                               "conv2d_7b", "last_linear"))
+            or any(
+                f".{u}." in key
+                for u in ("16", "17", "18", "repeat_2", "block8", "conv2d_7b", "last_linear")
+            )
         ), key
 
 
 def test_weights_of_another_architecture_are_a_clear_error(tmp_path):
     path = save_official_v2(tmp_path / "fpn_mobilenet.h5", "fpn_mobilenet.json")
-    with pytest.raises(WeightsError, match="holds 'mobilenet' weights but 'inception'"):
+    with pytest.raises(WeightsError, match=r"holds 'mobilenet' weights but 'inception'"):
         load_model(path, architecture="inception")
 
 
@@ -137,7 +139,7 @@ def test_a_checkpoint_that_would_unpickle_code_is_refused(tmp_path, capsys):
 def test_text_file_as_weights_is_rejected(tmp_path):
     path = tmp_path / "weights.pth"
     path.write_text("not a checkpoint")
-    with pytest.raises(WeightsError, match="weights.pth"):
+    with pytest.raises(WeightsError, match=r"weights\.pth"):
         load_model(path)
 
 

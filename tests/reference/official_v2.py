@@ -50,21 +50,32 @@ class OfficialFPNMobileNet(nn.Module):
             nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())
         ]
         c = 32
-        for t, c_out, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                               (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for t, c_out, n, s in [
+            (1, 16, 1, 1),
+            (6, 24, 2, 2),
+            (6, 32, 3, 2),
+            (6, 64, 4, 2),
+            (6, 96, 3, 1),
+            (6, 160, 3, 2),
+            (6, 320, 1, 1),
+        ]:
             for i in range(n):
                 feats.append(_block(c, c_out, s if i == 0 else 1, t))
                 c = c_out
-        feats.append(nn.Sequential(nn.Conv2d(320, 1280, 1, bias=False), nn.BatchNorm2d(1280),
-                                   nn.ReLU6()))
+        feats.append(
+            nn.Sequential(nn.Conv2d(320, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6())
+        )
         fpn = nn.Module()
         fpn.features = nn.Sequential(*feats)
         for i, (a, b) in enumerate([(0, 2), (2, 4), (4, 7), (7, 11), (11, 16)]):
             setattr(fpn, f"enc{i}", nn.Sequential(*feats[a:b]))
         norm = lambda ch: nn.InstanceNorm2d(ch, affine=False, track_running_stats=True)  # noqa: E731
         for i in (1, 2, 3):
-            setattr(fpn, f"td{i}", nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), norm(128),
-                                                 nn.ReLU()))
+            setattr(
+                fpn,
+                f"td{i}",
+                nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), norm(128), nn.ReLU()),
+            )
         for i, ch in zip((4, 3, 2, 1), (160, 64, 32, 24), strict=True):
             setattr(fpn, f"lateral{i}", nn.Conv2d(ch, 128, 1, bias=False))
         fpn.lateral0 = nn.Conv2d(16, 64, 1, bias=False)
@@ -97,8 +108,9 @@ class OfficialFPNMobileNet(nn.Module):
             hd = getattr(self, f"head{i}")
             return F.relu(hd.block1(F.relu(hd.block0(m))))
 
-        cat = torch.cat([up(head(4, map4), 8), up(head(3, map3), 4), up(head(2, map2), 2),
-                         head(1, map1)], dim=1)
+        cat = torch.cat(
+            [up(head(4, map4), 8), up(head(3, map3), 4), up(head(2, map2), 2), head(1, map1)], dim=1
+        )
         smoothed = self.smooth2(up(self.smooth(cat), 2) + lat[0])
         final = self.final(up(smoothed, 2))
         return torch.clamp(torch.tanh(final) + x, -1, 1)

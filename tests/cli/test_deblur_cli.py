@@ -1,0 +1,262 @@
+"""The real ``deblur deblur`` command: outputs, skipping, JSON, exit codes, bad input, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deblurcli.cli.main import run
+from deblurcli.models import build_model
+from deblurcli.models._builder import save_weights
+from tests.conftest import save_official_v2
+
+
+def deblur(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the console script in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["deblur", "deblur", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def eval_weights(tmp_path_factory) -> Path:
+    """Eval-mode (tile-exact) mobilenet-dsc weights in our own format."""
+    torch.manual_seed(3)
+    model = build_model("mobilenet-dsc", {"norm": "batch"})
+    with torch.no_grad():
+        model.final.weight.mul_(30)
+    path = tmp_path_factory.mktemp("w") / "dsc.safetensors"
+    save_weights(model, path, "mobilenet-dsc", {"norm": "batch"})
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path, photos) -> Path:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for i, name in enumerate(("a.jpg", "sub/b.png")):
+        with Image.open(photos[i]) as photo:
+            photo.convert("RGB").resize((160, 112)).save(folder / name)
+    (folder / "broken.jpg").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, deblurcli.cli.main; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_python_m_deblurcli_prints_the_version():
+    from deblurcli import __version__
+
+    out = subprocess.run(
+        [sys.executable, "-m", "deblurcli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"deblurcli {__version__}"
+
+
+def test_without_weights_it_refuses_and_says_how_to_get_them(monkeypatch, capsys, inputs, tmp_path):
+    code, _, err = deblur(monkeypatch, capsys, str(inputs), "-o", str(tmp_path / "out"))
+    assert code == 2
+    assert "no trained weights ship for 'mobilenet'" in err and "--weights FILE" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_batch_with_bad_files_processes_the_rest_and_exits_1(
+    monkeypatch, capsys, inputs, tmp_path, eval_weights
+):
+    out_dir = tmp_path / "out"
+    code, out, err = deblur(
+        monkeypatch,
+        capsys,
+        str(inputs),
+        "-r",
+        "-o",
+        str(out_dir),
+        "-w",
+        str(eval_weights),
+        "--json",
+    )
+    assert code == 1
+    document = json.loads(out)  # stdout holds the JSON document and nothing else
+    status = {Path(r["input"]).name: r["status"] for r in document["results"]}
+    assert status == {"a.jpg": "ok", "b.png": "ok", "broken.jpg": "failed", "empty.png": "failed"}
+    errors = [r["error"] for r in document["results"] if r["status"] == "failed"]
+    assert any("broken.jpg: is not an image" in e for e in errors)
+    assert document["summary"]["ok"] == 2 and document["summary"]["failed"] == 2
+    assert (out_dir / "a.jpg").is_file() and (out_dir / "sub" / "b.png").is_file()
+    restored = np.asarray(Image.open(out_dir / "sub" / "b.png")).astype(int)
+    original = np.asarray(Image.open(inputs / "sub" / "b.png")).astype(int)
+    assert restored.shape == original.shape and np.abs(restored - original).mean() > 1
+    assert "failed" in err and "broken.jpg" in err
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(
+    monkeypatch, capsys, inputs, tmp_path, eval_weights
+):
+    out_dir = tmp_path / "out"
+    args = (str(inputs / "a.jpg"), "-o", str(out_dir), "-w", str(eval_weights))
+    assert deblur(monkeypatch, capsys, *args)[0] == 0
+    (out_dir / "a.jpg").write_bytes(b"marker")
+    code, _, err = deblur(monkeypatch, capsys, *args)
+    assert code == 0 and "skipped" in err and (out_dir / "a.jpg").read_bytes() == b"marker"
+    assert deblur(monkeypatch, capsys, *args, "--overwrite")[0] == 0
+    assert (out_dir / "a.jpg").read_bytes() != b"marker"
+
+
+def test_format_suffix_and_side_by_side(monkeypatch, capsys, inputs, tmp_path, eval_weights):
+    out_dir = tmp_path / "out"
+    code, _, _ = deblur(
+        monkeypatch,
+        capsys,
+        str(inputs / "a.jpg"),
+        "-o",
+        str(out_dir),
+        "-w",
+        str(eval_weights),
+        "--format",
+        "png",
+        "--suffix",
+        "_sharp",
+        "--side-by-side",
+    )
+    assert code == 0
+    with Image.open(out_dir / "a_sharp.png") as result:
+        assert result.size == (320, 112)
+
+
+def test_tiled_run_equals_untiled_run(monkeypatch, capsys, tmp_path, photos, eval_weights):
+    with Image.open(photos[3]) as photo:
+        photo.convert("RGB").resize((333, 250)).save(tmp_path / "p.png")
+    for tile, folder in (("0", "whole"), ("96", "tiled")):
+        code, _, _ = deblur(
+            monkeypatch,
+            capsys,
+            str(tmp_path / "p.png"),
+            "-o",
+            str(tmp_path / folder),
+            "-w",
+            str(eval_weights),
+            "--tile",
+            tile,
+            "--tile-overlap",
+            "32",
+        )
+        assert code == 0
+    whole = np.asarray(Image.open(tmp_path / "whole" / "p.png")).astype(float)
+    tiled = np.asarray(Image.open(tmp_path / "tiled" / "p.png")).astype(float)
+    mse = ((whole - tiled) ** 2).mean()
+    assert mse == 0 or 10 * math.log10(255**2 / mse) >= 50
+
+
+def test_alpha_16_bit_and_gray_survive_the_command(
+    monkeypatch, capsys, tmp_path, rng, eval_weights
+):
+    rgba = rng.integers(0, 65536, (64, 80, 4), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), rgba)
+    gray = rng.integers(0, 256, (64, 80), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    code, _, _ = deblur(
+        monkeypatch,
+        capsys,
+        str(tmp_path / "deep.png"),
+        str(tmp_path / "gray.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "-w",
+        str(eval_weights),
+    )
+    assert code == 0
+    deep = cv2.imread(str(tmp_path / "out" / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (64, 80, 4)
+    np.testing.assert_array_equal(deep[:, :, 3], rgba[:, :, 3])
+    with Image.open(tmp_path / "out" / "gray.png") as out:
+        assert out.mode == "L"
+
+
+def test_weights_of_another_backbone_exit_2_naming_the_file(monkeypatch, capsys, inputs, tmp_path):
+    weights = save_official_v2(tmp_path / "fpn_mobilenet.h5", "fpn_mobilenet.json")
+    code, _, err = deblur(
+        monkeypatch,
+        capsys,
+        str(inputs),
+        "-o",
+        str(tmp_path / "o"),
+        "-w",
+        str(weights),
+        "--backbone",
+        "inception",
+    )
+    assert code == 2
+    assert f"{weights}: holds 'mobilenet' weights but 'inception'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_output_path_that_is_a_file_is_a_usage_error(
+    monkeypatch, capsys, inputs, tmp_path, eval_weights
+):
+    target = tmp_path / "taken.jpg"
+    target.write_bytes(b"x")
+    code, _, err = deblur(
+        monkeypatch, capsys, str(inputs), "-o", str(target), "-w", str(eval_weights)
+    )
+    assert code == 2 and "is not a folder" in err
+
+
+def test_ctrl_c_leaves_no_partial_file_and_a_rerun_resumes(tmp_path, photos, eval_weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(6):
+        with Image.open(photos[i]) as photo:
+            photo.convert("RGB").resize((640, 448)).save(folder / f"{i}.png")
+    out_dir = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "deblurcli",
+        "deblur",
+        str(folder),
+        "-o",
+        str(out_dir),
+        "-w",
+        str(eval_weights),
+        "--tile",
+        "128",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out_dir.glob("*.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert b"run the same command again" in err
+    written = sorted(p.name for p in out_dir.iterdir())
+    assert written and all(name.endswith(".png") and not name.startswith(".") for name in written)
+    assert len(written) < 6
+    for name in written:  # every file present is a complete image
+        with Image.open(out_dir / name) as image:
+            image.load()
+    rerun = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = [r["status"] for r in json.loads(rerun.stdout)["results"]]
+    assert statuses.count("skipped") == len(written) and statuses.count("ok") == 6 - len(written)

@@ -1,0 +1,92 @@
+"""Inputs -> work items: files, folders, globs, mirrored outputs, clashes, errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deblurcli.io import discovery
+from deblurcli.io.discovery import discover
+
+
+def _touch(*paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def test_folders_mirror_relative_paths_and_skip_other_files(tmp_path):
+    src = tmp_path / "shots"
+    _touch(
+        src / "a.jpg", src / "b.PNG", src / "notes.txt", src / ".hidden.jpg", src / "day2" / "c.tif"
+    )
+    out = tmp_path / "out"
+    flat = discover([str(src)], out)
+    assert [i.output for i in flat] == [out / "a.jpg", out / "b.PNG"]
+    deep = discover([str(src)], out, recursive=True)
+    assert [i.output for i in deep] == [out / "a.jpg", out / "b.PNG", out / "day2" / "c.tif"]
+
+
+def test_format_and_suffix_shape_output_names(tmp_path):
+    _touch(tmp_path / "in" / "a.jpeg")
+    items = discover([str(tmp_path / "in")], tmp_path / "o", fmt="png", suffix="_sharp")
+    assert items[0].output == tmp_path / "o" / "a_sharp.png"
+
+
+def test_globs_are_expanded_relative_to_their_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _touch(Path("p/x/1.jpg"), Path("p/y/2.jpg"), Path("p/y/3.png"))
+    items = discover(["p/**/*.jpg"], Path("out"))
+    assert [i.output for i in items] == [Path("out/x/1.jpg"), Path("out/y/2.jpg")]
+    (missing,) = discover(["p/*.webp"], Path("out"))
+    assert missing.error is not None and "no files match" in str(missing.error)
+
+
+def test_missing_inputs_clashes_and_duplicates(tmp_path):
+    _touch(tmp_path / "a" / "same.jpg", tmp_path / "b" / "same.jpg")
+    items = discover(
+        [
+            str(tmp_path / "nope.jpg"),
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            str(tmp_path / "a" / "same.jpg"),
+        ],
+        tmp_path / "out",
+    )
+    assert "does not exist" in str(items[0].error)
+    assert items[1].error is None
+    assert "would write" in str(items[2].error)
+    assert len(items) == 3  # a/same.jpg named twice is processed once
+
+
+def test_outputs_inside_an_input_folder_are_not_inputs(tmp_path):
+    _touch(tmp_path / "a.jpg", tmp_path / "sharp" / "a.jpg")
+    items = discover([str(tmp_path)], tmp_path / "sharp", recursive=True)
+    assert [i.source for i in items] == [tmp_path / "a.jpg"]
+
+
+def test_an_unreadable_folder_is_an_error_item(tmp_path, monkeypatch):
+    # Tests run as root in CI, where chmod cannot make a folder unreadable.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(discovery.os, "scandir", denied)
+    (item,) = discover([str(locked)], tmp_path / "out")
+    assert "cannot be listed (Permission denied)" in str(item.error)
+    assert str(locked) in str(item.error)
+
+
+def test_unreadable_subfolder_in_recursive_walk(tmp_path, monkeypatch):
+    _touch(tmp_path / "in" / "ok.jpg")
+    real_walk = os.walk
+
+    def walk(top, onerror=None):
+        onerror(PermissionError(13, "Permission denied", str(Path(top) / "private")))
+        yield from real_walk(top)
+
+    monkeypatch.setattr(discovery.os, "walk", walk)
+    items = discover([str(tmp_path / "in")], tmp_path / "out", recursive=True)
+    assert [i.error is None for i in items] == [True, False]

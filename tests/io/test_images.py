@@ -1,0 +1,204 @@
+"""Reading and writing: formats, bit depth, gray, alpha, orientation, metadata, bad files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from deblurcli.errors import InputImageError
+from deblurcli.io import images
+from deblurcli.io.images import Photo, encode_image, read_image, write_atomic, write_image
+
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _exif(orientation: int = 1) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "TestCam"  # Make
+    return exif
+
+
+@pytest.fixture
+def rgb(rng) -> np.ndarray:
+    return rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])
+def test_lossless_formats_read_back_exactly(tmp_path, rgb, suffix):
+    path = tmp_path / f"a{suffix}"
+    Image.fromarray(rgb).save(path)
+    photo = read_image(path)
+    assert photo.pixels.dtype == np.uint8 and photo.pixels.shape == (37, 53, 3)
+    np.testing.assert_array_equal(photo.pixels, rgb)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_lossy_formats_read_as_pillow_decodes_them(tmp_path, rgb, suffix):
+    path = tmp_path / f"a{suffix}"
+    Image.fromarray(rgb).save(path, quality=95)
+    expected = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert np.abs(read_image(path).pixels.astype(int) - expected).max() <= 2
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_16_bit_stays_16_bit_through_read_and_write(tmp_path, rng, fmt, channels):
+    array = rng.integers(0, 65536, (21, 34, channels), dtype=np.uint16)
+    source = tmp_path / f"in.{'tif' if fmt == 'tiff' else fmt}"
+    cv_array = array[:, :, 0] if channels == 1 else array[:, :, [2, 1, 0, 3][:channels]]
+    cv2.imwrite(str(source), cv_array)
+    photo = read_image(source)
+    assert photo.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(photo.pixels, array[:, :, : 1 if channels == 1 else 3])
+    if channels == 4:
+        np.testing.assert_array_equal(photo.alpha, array[:, :, 3])
+    target = tmp_path / f"out.{fmt}"
+    write_image(photo, target, fmt)
+    again = read_image(target)
+    np.testing.assert_array_equal(again.pixels, photo.pixels)
+    if channels == 4:
+        np.testing.assert_array_equal(again.alpha, photo.alpha)
+
+
+def test_gray_stays_gray_and_alpha_is_kept(tmp_path, rng):
+    gray = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    Image.fromarray(np.dstack([gray, alpha]), "LA").save(tmp_path / "la.png")
+    photo = read_image(tmp_path / "la.png")
+    assert photo.is_gray
+    np.testing.assert_array_equal(photo.pixels[:, :, 0], gray)
+    np.testing.assert_array_equal(photo.alpha, alpha)
+    write_image(photo, tmp_path / "out.png", "png")
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.mode == "LA"
+        np.testing.assert_array_equal(np.asarray(out)[:, :, 1], alpha)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(tmp_path, rgb, orientation):
+    path = tmp_path / "o.png"
+    Image.fromarray(rgb).save(path, exif=_exif(orientation))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
+    photo = read_image(path)
+    np.testing.assert_array_equal(photo.pixels, expected)
+    kept = Image.Exif()
+    kept.load(photo.exif)
+    assert kept[0x0112] == 1 and kept[0x010F] == "TestCam"
+
+
+@pytest.mark.parametrize(
+    "fmt,depth",
+    [("jpg", 8), ("png", 8), ("webp", 8), ("tiff", 8), ("png", 16), ("tiff", 16)],
+)
+def test_exif_icc_and_dpi_reach_the_output(tmp_path, rgb, fmt, depth):
+    source = tmp_path / "in.jpg"
+    Image.fromarray(rgb).save(source, exif=_exif(6), icc_profile=ICC, dpi=(300, 300), quality=95)
+    photo = read_image(source)
+    assert photo.icc_profile == ICC and photo.dpi == (300.0, 300.0)
+    if depth == 16:
+        photo = photo.with_pixels(photo.pixels.astype(np.uint16) * 257)
+    target = tmp_path / f"out.{fmt}"
+    write_image(photo, target, fmt)
+    with Image.open(target) as out:
+        assert out.info.get("icc_profile") == ICC
+        if fmt != "webp":  # WebP has no resolution field
+            assert out.info["dpi"] == pytest.approx((300, 300), abs=0.1)
+        exif = out.getexif()
+        assert exif.get(0x0112) == 1 and exif.get(0x010F) == "TestCam"
+        assert out.size == (37, 53)  # rotated upright: width and height swapped
+    assert read_image(target).pixels.dtype == (
+        np.uint16 if depth == 16 and fmt in ("png", "tiff") else np.uint8
+    )
+
+
+def test_jpeg_quality_is_95_by_default(tmp_path, rgb):
+    from PIL import JpegImagePlugin  # noqa: F401
+
+    photo = Photo(rgb, None, "jpg")
+    data = encode_image(photo, "jpg")
+    with Image.open(io.BytesIO(data)) as image:
+        reference = io.BytesIO()
+        image.save(reference, format="JPEG", quality="keep")
+        luma_table = image.quantization[0]
+    q95 = io.BytesIO()
+    Image.fromarray(rgb).save(q95, format="JPEG", quality=95)
+    assert luma_table == Image.open(q95).quantization[0]
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _truncated_jpeg(path: Path, rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("empty.jpg", b"", "empty"),
+        ("text.jpg", b"this is not a picture\n", "not an image"),
+        ("bomb.png", _png_header_only(20000, 20000), "decompression bombs"),
+        ("tiny.png", None, "only 1×1 px"),
+        ("cut.jpg", "truncated", "truncated JPEG"),
+        ("cut.png", "truncated-png", "damaged or truncated PNG"),
+    ],
+)
+def test_bad_files_get_one_clear_line_naming_them(tmp_path, rgb, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        Image.new("RGB", (1, 1)).save(path)
+    elif content == "truncated":
+        path.write_bytes(_truncated_jpeg(path, np.tile(rgb, (8, 8, 1))))
+    elif content == "truncated-png":
+        buffer = io.BytesIO()
+        Image.fromarray(np.tile(rgb, (8, 8, 1))).save(buffer, format="PNG")
+        path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputImageError, match=message) as info:
+        read_image(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    with pytest.raises(InputImageError, match="is a folder"):
+        read_image(tmp_path)
+
+
+def test_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "out.png", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomic_replaces_whole_files(tmp_path):
+    target = tmp_path / "sub" / "out.png"
+    write_atomic(target, b"first")
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["out.png"]

@@ -1,0 +1,103 @@
+"""Tile planning, blending weights, out-of-memory back-off, automatic tile size."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from deblurcli.errors import OutOfMemoryError
+from deblurcli.ops.tiling import (
+    auto_tile_size,
+    axis_weights,
+    plan_axis,
+    tiled_forward,
+    tiled_forward_with_backoff,
+)
+
+
+@pytest.mark.parametrize("size", [1, 31, 100, 257, 1000, 4001])
+@pytest.mark.parametrize("tile,overlap,multiple", [(64, 16, 8), (128, 64, 32), (96, 0, 32)])
+def test_plan_covers_the_axis_with_aligned_overlapping_spans(size, tile, overlap, multiple):
+    spans = plan_axis(size, tile, overlap, multiple)
+    assert spans[0][0] == 0 and spans[-1][1] == size
+    for (a0, a1), (b0, _) in itertools.pairwise(spans):
+        assert b0 % multiple == 0
+        assert a1 - b0 >= overlap  # neighbours share at least the overlap
+        assert b0 > a0
+    assert all(
+        stop - start <= max(tile + multiple - 1, size if len(spans) == 1 else 0)
+        for start, stop in spans
+    )
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(300, 64, 16), (1000, 256, 64), (105, 48, 40)])
+def test_axis_weights_sum_to_one_and_vanish_at_inner_edges(size, tile, overlap):
+    spans = plan_axis(size, tile, overlap, 8)
+    total = torch.zeros(size)
+    for (start, stop), w in zip(spans, axis_weights(spans), strict=True):
+        total[start:stop] += w
+        assert w.min() >= 0
+    assert torch.all(total > 0)
+    first = axis_weights(spans)[1]
+    assert first[0] < 0.01  # a tile barely counts at its inner edge
+
+
+def test_tiled_forward_of_a_pointwise_function_is_exact():
+    image = torch.rand(1, 3, 123, 301)
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        return t * 3 - 1
+
+    out = tiled_forward(fn, image, tile=64, overlap=24, multiple=8)
+    torch.testing.assert_close(out, image * 3 - 1, rtol=0, atol=1e-5)
+
+
+def test_only_tiles_reach_the_function():
+    seen: list[tuple[int, int]] = []
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(t.shape[-2:]))
+        return t
+
+    tiled_forward(fn, torch.rand(1, 3, 500, 700), tile=256, overlap=32, multiple=32)
+    assert len(seen) > 1 and max(max(s) for s in seen) < 256 + 32
+
+
+def test_out_of_memory_halves_the_tile_and_retries():
+    sizes: list[int] = []
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        if max(t.shape[-2:]) > 160:  # 128px tiles plus the last one, up to 159px
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return t + 1
+
+    image = torch.rand(1, 3, 400, 400)
+    out, used = tiled_forward_with_backoff(fn, image, 512, 16, 32, on_retry=sizes.append)
+    assert used == 128 and sizes == [256, 128]
+    torch.testing.assert_close(out, image + 1)
+
+
+def test_out_of_memory_at_the_floor_is_a_clear_error():
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+
+    with pytest.raises(OutOfMemoryError, match="out of memory even with"):
+        tiled_forward_with_backoff(fn, torch.rand(1, 3, 300, 300), 256, 16, 32, min_tile=128)
+
+
+def test_other_errors_are_not_mistaken_for_out_of_memory():
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        tiled_forward_with_backoff(fn, torch.rand(1, 3, 64, 64), 32, 8, 8)
+
+
+def test_auto_tile_size_fits_the_budget():
+    tile = auto_tile_size(free_bytes=500 * 1024**2, bytes_per_pixel=540, multiple=32, limit=4096)
+    assert tile % 32 == 0
+    assert tile * tile * 540 <= 500 * 1024**2 < (tile + 32) ** 2 * 540
+    assert auto_tile_size(10**12, 540, 32, limit=1024) == 1024
+    assert auto_tile_size(0, 540, 32, limit=1024) == 128
