@@ -106,7 +106,8 @@ def main() -> None:
         height = int(args.megapixels * 1e6 / width)
     else:
         width, height = 1280, 720
-    tiles = [0, 512, 256] if args.tiling else [args.tile]
+    whole = 1 << 20  # larger than any image: one tile
+    tiles = [whole, 512, 256] if args.tiling else [args.tile]
     print(f"{'backbone':<14}{'size':>11}{'tile':>6}{'seconds':>9}{'MP/s':>8}{'peak RSS MB':>13}")
     for backbone in args.backbones.split(","):
         for tile in tiles:

@@ -146,7 +146,8 @@ def tiled_forward_with_backoff(
     size = tile if tile > 0 else max(image.shape[-2:])
     while True:
         try:
-            return tiled_forward(fn, image, size, overlap, multiple, device, dtype), tile
+            output = tiled_forward(fn, image, size, overlap, multiple, device, dtype)
+            return output, 0 if size >= max(image.shape[-2:]) else size
         except (RuntimeError, torch.OutOfMemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -158,7 +159,7 @@ def tiled_forward_with_backoff(
                 f"out of memory even with {size}px tiles: free memory (close other programs) "
                 "or use --precision fp16 on a GPU"
             )
-        size = tile = max(smaller, min(min_tile, size))
+        size = max(smaller, min(min_tile, size))
         if on_retry is not None:
             on_retry(size)
 

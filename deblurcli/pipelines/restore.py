@@ -95,10 +95,12 @@ class Restorer:
         budget = free * _AUTO_MEMORY_SHARE[kind]
         if kind == "cpu":
             budget = min(budget, _CPU_TILE_BUDGET)
+        if height * width * self.bytes_per_pixel <= budget:
+            return 0, ()  # fits: no overlap to recompute
         tile = auto_tile_size(
             int(budget), self.bytes_per_pixel, self.model.padding.multiple, _AUTO_TILE_LIMIT[kind]
         )
-        return (0 if max(height, width) <= tile else tile), ()
+        return tile, ()
 
     @torch.inference_mode()
     def restore_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, RestoreReport]:

@@ -260,3 +260,11 @@ def test_ctrl_c_leaves_no_partial_file_and_a_rerun_resumes(tmp_path, photos, eva
     assert rerun.returncode == 0, rerun.stderr
     statuses = [r["status"] for r in json.loads(rerun.stdout)["results"]]
     assert statuses.count("skipped") == len(written) and statuses.count("ok") == 6 - len(written)
+
+
+def test_backbone_choices_are_the_registered_deblur_models():
+    # The CLI lists them statically so that --help does not import torch.
+    from deblurcli.cli.deblur import BACKBONES
+    from deblurcli.models import list_models
+
+    assert sorted(BACKBONES) == list_models("deblur")
