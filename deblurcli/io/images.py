@@ -67,10 +67,6 @@ class Photo:
     def is_gray(self) -> bool:
         return self.pixels.shape[2] == 1
 
-    @property
-    def max_value(self) -> int:
-        return int(np.iinfo(self.pixels.dtype).max)
-
     def with_pixels(self, pixels: np.ndarray) -> Photo:
         """The same photo (metadata, alpha) with new pixels of the same size and dtype."""
         return replace(self, pixels=pixels)
