@@ -173,17 +173,24 @@ def test_official_v1_runs_deterministically_with_dropout_off(tmp_path):
     assert (first - x).abs().mean() > 0.01
 
 
-def test_per_image_statistics_normalise_each_image_on_its_own():
-    model = build_model("mobilenet")
-    set_statistics(model, "per_image")
-    assert not any("running" in k for k in model.state_dict())
-    x = torch.rand(1, 3, 64, 64) * 2 - 1
-    with torch.inference_mode():
-        alone = model(x)
-        # Brightening the image changes its statistics, which per-image norms absorb
-        # in the deep layers; but the call leaves no state behind.
-        model(x * 0.5)
-        assert torch.equal(model(x), alone)
+def test_per_image_statistics_equal_train_mode_without_keeping_state():
+    import copy
+
+    torch.manual_seed(0)
+    official_style = build_model("mobilenet")  # running buffers, as in the official files
+    ours = copy.deepcopy(official_style)
+    set_statistics(ours, "per_image")
+    assert not any("running" in k for k in ours.state_dict())
+    x = torch.rand(1, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        expected = official_style.train()(x)  # what predict.py does
+        first = ours(x)  # ours stays in eval mode
+        ours(x * 0.5)  # another image in between leaves no trace
+        second = ours(x)
+        running = official_style.eval()(x)
+    torch.testing.assert_close(first, expected, rtol=0, atol=1e-5)
+    assert torch.equal(first, second)
+    assert (first - running).abs().max() > 0.01  # running statistics would differ
 
 
 def test_official_discriminator_layout_loads_strictly():
