@@ -15,7 +15,7 @@ import torch
 
 from deblurcli.errors import WeightsError
 from deblurcli.models._registry import ModelSpec, StateDict, build_model, get_spec, list_models
-from deblurcli.models.layers import PaddedGenerator, Padding, Statistics, set_statistics
+from deblurcli.models.layers import PaddedGenerator, Statistics, set_statistics
 
 FORMAT_TAG = "deblurcli"
 _WRAPPER_KEYS = ("model", "state_dict")
@@ -30,7 +30,6 @@ class WeightsInfo:
         path: the weight file.
         official: an official DeblurGAN checkpoint (run with its own semantics).
         statistics: norm statistics policy (see ``layers.set_statistics``).
-        padding: the padding the weights were trained/validated with.
         metadata: free-form strings stored in our own files.
     """
 
@@ -38,7 +37,6 @@ class WeightsInfo:
     path: Path
     official: bool
     statistics: Statistics
-    padding: Padding
     metadata: Mapping[str, str]
 
     @property
@@ -174,7 +172,7 @@ def load_model(path: Path, architecture: str | None = None) -> tuple[PaddedGener
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"does not fit {found!r}: {str(exc).splitlines()[0]}", path) from None
-    info = WeightsInfo(found, path, official, statistics, model.padding, metadata)
+    info = WeightsInfo(found, path, official, statistics, metadata)
     return model, info
 
 
