@@ -11,6 +11,7 @@ from deblurcli.device import free_memory_bytes
 from deblurcli.models import get_spec
 from deblurcli.models._builder import WeightsInfo
 from deblurcli.models.layers import PaddedGenerator
+from deblurcli.ops.color import pixels_to_tensor, rgb_to_gray, tensor_to_pixels
 from deblurcli.ops.tiling import auto_tile_size, tiled_forward_with_backoff
 
 # Largest auto tile: past this, bigger tiles only add latency, and on the CPU they
@@ -19,7 +20,6 @@ _AUTO_TILE_LIMIT = {"cpu": 1024, "mps": 2048, "cuda": 2048}
 # Share of free memory one tile's activations may take (the rest: image, output, other programs).
 _AUTO_MEMORY_SHARE = {"cpu": 0.25, "mps": 0.4, "cuda": 0.6}
 _CPU_TILE_BUDGET = 1.5 * 1024**3
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -129,15 +129,13 @@ class Restorer:
 
     def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
         """Restore (H, W, C) uint8/uint16 pixels, C = 1 or 3; returns the same shape and dtype."""
-        scale = float(np.iinfo(pixels.dtype).max)
-        image = torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div_(scale)
+        image = pixels_to_tensor(pixels)[None]
         if pixels.shape[2] == 1:
             image = image.expand(1, 3, *pixels.shape[:2])
         restored, report = self.restore_tensor(image)
-        array = restored[0].permute(1, 2, 0).numpy()
         if pixels.shape[2] == 1:
-            array = (array @ _LUMA)[:, :, None]
-        return np.rint(array * scale).astype(pixels.dtype), report
+            restored = rgb_to_gray(restored)
+        return tensor_to_pixels(restored[0], pixels.dtype), report
 
 
 _PER_IMAGE_TILING_NOTE = (
