@@ -14,6 +14,7 @@ from rich.markup import escape
 from deblurcli.cli._console import (
     error_line,
     megapixel_progress,
+    skipped_file_warner,
     stderr_console,
     stdout_console,
     summary_table,
@@ -54,7 +55,7 @@ def run_images(
 
     err = stderr_console()
     out = err if as_json else stdout_console()
-    items = discover(inputs, out_dir, fmt, suffix, recursive)
+    items = discover(inputs, out_dir, fmt, suffix, recursive, skipped_file_warner(err))
     if not items:
         raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP)")
     err.print(header, highlight=False, soft_wrap=True)

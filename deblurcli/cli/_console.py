@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -41,6 +42,20 @@ def error_line(console: Console, message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def warning_line(console: Console, message: str) -> None:
+    """One yellow line: ``warning: …``."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def skipped_file_warner(console: Console) -> Callable[[Path], None]:
+    """An ``on_skip`` callback for discovery: warns that a file is not an image."""
+
+    def warn(path: Path) -> None:
+        warning_line(console, f"{path}: not an image (JPEG, PNG, WebP, TIFF, BMP); skipped")
+
+    return warn
+
+
 def megapixel_progress(console: Console) -> Progress:
     """A progress bar over megapixels, showing files done and ETA."""
     return Progress(
@@ -49,6 +64,22 @@ def megapixel_progress(console: Console) -> Progress:
         TaskProgressColumn(),
         TextColumn("{task.fields[files]}"),
         TextColumn("{task.completed:.1f}/{task.total:.1f} MP"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def count_progress(console: Console, unit: str) -> Progress:
+    """A progress bar over a count of ``unit`` (pairs, files) with rate and ETA."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {unit}"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +54,7 @@ def discover(
     fmt: str = "keep",
     suffix: str = "",
     recursive: bool = False,
+    on_skip: Callable[[Path], None] | None = None,
 ) -> list[WorkItem]:
     """Expand command-line inputs into work items, in a stable order.
 
@@ -62,14 +63,21 @@ def discover(
     works on every shell. Outputs mirror each file's path below its folder or
     glob root. Inputs that do not exist or cannot be listed, and two inputs
     that would write the same output, become items with an error; files under
-    ``out_dir`` are never taken as inputs.
+    ``out_dir`` are never taken as inputs. Files in folders that are not
+    images by their extension are passed to ``on_skip`` (hidden files are
+    ignored silently).
     """
     items: list[WorkItem] = []
     seen_sources: set[Path] = set()
     seen_outputs: dict[Path, Path] = {}
     out_resolved = out_dir.resolve()
+
+    def skip(path: Path) -> None:
+        if on_skip is not None and not _is_within(path.resolve(), out_resolved):
+            on_skip(path)
+
     for raw in inputs:
-        for source, relative, error in _expand(raw, recursive):
+        for source, relative, error in _expand(raw, recursive, skip):
             if error is not None:
                 items.append(WorkItem(source, relative, None, error))
                 continue
@@ -90,7 +98,9 @@ def discover(
     return items
 
 
-def _expand(raw: str, recursive: bool) -> Iterator[tuple[Path, Path, DeblurError | None]]:
+def _expand(
+    raw: str, recursive: bool, on_skip: Callable[[Path], None]
+) -> Iterator[tuple[Path, Path, DeblurError | None]]:
     path = Path(raw)
     if _GLOB_CHARS & set(raw) and not path.exists():
         root = _glob_root(raw)
@@ -101,14 +111,16 @@ def _expand(raw: str, recursive: bool) -> Iterator[tuple[Path, Path, DeblurError
         for file in files:
             yield file, file.relative_to(root) if _is_within(file, root) else Path(file.name), None
     elif path.is_dir():
-        yield from _walk_folder(path, recursive)
+        yield from _walk_folder(path, recursive, on_skip)
     elif path.exists():
         yield path, Path(path.name), None
     else:
         yield path, Path(path.name), InputImageError("does not exist", path)
 
 
-def _walk_folder(folder: Path, recursive: bool) -> Iterator[tuple[Path, Path, DeblurError | None]]:
+def _walk_folder(
+    folder: Path, recursive: bool, on_skip: Callable[[Path], None]
+) -> Iterator[tuple[Path, Path, DeblurError | None]]:
     errors: list[OSError] = []
     if recursive:
         walker = os.walk(folder, onerror=errors.append)
@@ -121,9 +133,13 @@ def _walk_folder(folder: Path, recursive: bool) -> Iterator[tuple[Path, Path, De
     for dirpath, dirnames, filenames in walker:
         dirnames.sort()
         for name in sorted(filenames):
-            if Path(name).suffix.lower() in SUPPORTED_SUFFIXES and not name.startswith("."):
-                file = Path(dirpath) / name
+            if name.startswith("."):
+                continue
+            file = Path(dirpath) / name
+            if file.suffix.lower() in SUPPORTED_SUFFIXES:
                 yield file, file.relative_to(folder), None
+            else:
+                on_skip(file)
     for exc in errors:
         where = Path(exc.filename) if exc.filename else folder
         yield (

@@ -202,3 +202,23 @@ def test_write_atomic_replaces_whole_files(tmp_path):
     write_atomic(target, b"second")
     assert target.read_bytes() == b"second"
     assert [p.name for p in target.parent.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_fast_png_is_lossless_and_keeps_metadata(tmp_path, rng, channels):
+    array = rng.integers(0, 256, (23, 31, channels), dtype=np.uint8)
+    photo = Photo(
+        pixels=array[:, :, : 1 if channels == 1 else 3],
+        alpha=array[:, :, 3] if channels == 4 else None,
+        format="png",
+        icc_profile=ICC,
+        dpi=(300.0, 300.0),
+    )
+    path = tmp_path / "fast.png"
+    write_atomic(path, encode_image(photo, "png", fast_png=True))
+    back = read_image(path)
+    np.testing.assert_array_equal(back.pixels, photo.pixels)
+    if channels == 4:
+        np.testing.assert_array_equal(back.alpha, photo.alpha)
+    assert back.icc_profile == ICC
+    assert back.dpi == pytest.approx((300.0, 300.0), abs=0.01)
