@@ -113,7 +113,10 @@ def read_image(path: Path) -> Photo:
         raise InputImageError(
             f"has {pixels.dtype} samples; only 8- and 16-bit images are supported", path
         )
-    exif = header.getexif()
+    # Pillow decodes a whole PNG to look for an eXIf chunk after the pixels; skip
+    # that second decode (as long as the first) when the file has no eXIf chunk.
+    has_exif = fmt != "png" or b"eXIf" in data
+    exif = header.getexif() if has_exif else Image.Exif()
     orientation = exif.get(_ORIENTATION_TAG, 1)
     pixels = _apply_orientation(pixels, orientation)
     alpha = None if alpha is None else _apply_orientation(alpha, orientation)
