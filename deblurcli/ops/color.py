@@ -92,7 +92,28 @@ def tensor_to_pixels(image: torch.Tensor, pixel_dtype: np.dtype | type) -> np.nd
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as PIL's "L" conversion uses
 
 
+def _weighted_channels(image: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
+    """(..., 3, H, W) -> (..., 1, H, W) weighted channel sum, without a 3-channel temporary."""
+    red, green, blue = image.split(1, dim=-3)
+    return (red * weights[0]).add_(green, alpha=weights[1]).add_(blue, alpha=weights[2])
+
+
 def rgb_to_gray(image: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB -> (..., 1, H, W) BT.601 luma, same value range."""
-    weights = image.new_tensor(_GRAY_WEIGHTS).view(3, 1, 1)
-    return (image * weights).sum(dim=-3, keepdim=True)
+    return _weighted_channels(image, _GRAY_WEIGHTS)
+
+
+# ITU-R BT.601 studio-swing luma: Y = 16 + 65.481 R + 128.553 G + 24.966 B for R, G, B in
+# [0, 1] and Y in 8-bit units -- what BasicSR and MATLAB's rgb2ycbcr compute for "Y channel".
+_Y_OFFSET = 16.0
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+
+
+def rgb_to_y(image: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """(..., 3, H, W) RGB in [0, data_range] -> (..., 1, H, W) BT.601 luma Y.
+
+    Y spans [16, 235] / 255 · data_range. Not rounded, like BasicSR's
+    ``to_y_channel`` on float input.
+    """
+    weights = (_Y_WEIGHTS[0] / 255, _Y_WEIGHTS[1] / 255, _Y_WEIGHTS[2] / 255)
+    return _weighted_channels(image, weights).add_(_Y_OFFSET / 255 * data_range)
