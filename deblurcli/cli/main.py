@@ -15,6 +15,7 @@ import typer
 from deblurcli._version import __version__
 from deblurcli.cli._console import AppState, error_line, stderr_console
 from deblurcli.cli.deblur import deblur
+from deblurcli.cli.score import score
 from deblurcli.cli.synth import synth_blur
 from deblurcli.errors import DeblurError
 
@@ -51,6 +52,7 @@ def main(
 
 app.command("deblur", no_args_is_help=True)(deblur)
 app.command("synth-blur", no_args_is_help=True)(synth_blur)
+app.command("score", no_args_is_help=True)(score)
 
 
 def run() -> None:
