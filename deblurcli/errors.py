@@ -52,6 +52,10 @@ class WeightsError(DeblurError):
     exit_code = 2
 
 
+class DownloadError(DeblurError):
+    """A download failed or did not match its hash (exit code 1): nothing was cached."""
+
+
 class DeviceError(DeblurError):
     """The requested device or precision is not available (exit code 2)."""
 

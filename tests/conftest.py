@@ -82,6 +82,28 @@ def save_official_v1(path: Path, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def private_weights_cache(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own empty weights cache and no network: downloads are
+    tested only against the loopback server, which unsets DEBLURCLI_OFFLINE."""
+    home = tmp_path / "deblurcli-home"
+    monkeypatch.setenv("DEBLURCLI_HOME", str(home))
+    monkeypatch.setenv("DEBLURCLI_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture
+def http_server(monkeypatch):
+    """A real HTTP server on 127.0.0.1 (see tests/http_server.py); downloads allowed."""
+    from tests.http_server import LoopbackServer
+
+    monkeypatch.delenv("DEBLURCLI_OFFLINE")
+    monkeypatch.setattr("deblurcli.download.BACKOFF_SECONDS", 0.01)
+    server = LoopbackServer()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
     """Real photographs from ../shared (not in this repository)."""
