@@ -11,11 +11,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -86,6 +88,28 @@ def count_progress(console: Console, unit: str) -> Progress:
         transient=False,
         disable=not console.is_terminal,
     )
+
+
+def download_progress(
+    console: Console, label: str
+) -> tuple[Progress, Callable[[int, int | None], None]]:
+    """A bytes/speed/ETA progress bar and the callback that feeds it."""
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return progress, update
 
 
 def summary_table(title: str, rows: Sequence[tuple[str, str]], console: Console) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from deblurcli.cli import _options as opt
 from deblurcli.cli._batch import check_output_dir, run_images
+from deblurcli.cli._console import download_progress, stderr_console
 from deblurcli.errors import UsageError
 
 MODEL_PANEL = "Model"
@@ -37,8 +38,8 @@ def deblur(
             envvar="DEBLURCLI_WEIGHTS",
             show_envvar=True,
             rich_help_panel=MODEL_PANEL,
-            help="Weight file: official DeblurGAN-v2 .h5, DeblurGAN v1 .pth, "
-            "or a deblurcli .safetensors.",
+            help="Weights: a name from 'deblur weights list', a file (official "
+            "DeblurGAN-v2 .h5, DeblurGAN v1 .pth, deblurcli .safetensors) or an https URL.",
         ),
     ] = None,
     tile: opt.Tile = 0,
@@ -77,7 +78,10 @@ def deblur(
         if default is None:
             raise no_default_weights(name)
         weights = default
-    model, info = load_model(resolve_weights(weights), architecture=backbone)
+    progress, on_bytes = download_progress(stderr_console(), f"weights {weights}")
+    with progress:
+        weights_path = resolve_weights(weights, on_bytes)
+    model, info = load_model(weights_path, architecture=backbone)
     restorer = Restorer(model, info.architecture, info, torch_device, dtype, tile, tile_overlap)
     semantics = (
         "official semantics: per-image normalisation, whole-image runs"

@@ -145,7 +145,7 @@ def load_model(path: Path, architecture: str | None = None) -> tuple[PaddedGener
             raise WeightsError(f"made for an unknown model {found!r}", path)
         config = json.loads(metadata.get("config", "{}"))
         statistics: Statistics = metadata.get("statistics", "running")  # type: ignore[assignment]
-        official = False
+        official = metadata.get("semantics") == "official"  # an imported official checkpoint
     else:
         detected = detect_official(state)
         if detected is None:

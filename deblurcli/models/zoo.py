@@ -35,6 +35,7 @@ def resnet() -> deblurgan_v1.ResnetGenerator:
     description="DeblurGAN-v2 FPN over MobileNetV2 (2.1 M parameters, fast)",
     official_filter=deblurgan_v2.checkpoint_filter,
     official_padding=_OFFICIAL_V2_PADDING,
+    default_weights="fpn_mobilenet",
 )
 def mobilenet(norm: Norm = "instance") -> FPNGenerator:
     """DeblurGAN-v2 FPNMobileNet: FPN width 128, heads 64."""
@@ -61,6 +62,7 @@ def mobilenet_dsc(norm: Norm = "instance") -> FPNGenerator:
     description="DeblurGAN-v2 FPN over Inception-ResNet-v2 (36 M parameters, best quality)",
     official_filter=deblurgan_v2.checkpoint_filter,
     official_padding=Padding(32, mode="zeros", always_extra=True, minimum=128),
+    default_weights="fpn_inception",
 )
 def inception(norm: Norm = "instance") -> FPNGenerator:
     """DeblurGAN-v2 FPNInception: FPN width 256, heads 128; needs sides of 128 px or more."""
