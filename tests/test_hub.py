@@ -165,3 +165,19 @@ def test_remove_deletes_the_file_and_the_record(http_server, weights_bytes):
 def test_unknown_values_list_the_known_names():
     with pytest.raises(WeightsError, match="fpn_inception, fpn_mobilenet"):
         hub.resolve_weights("nonsense")
+
+
+def test_no_network_gives_the_url_and_the_import_command(served, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/fpn.h5"
+    unreachable = hub.WeightsEntry(**{**served.as_json(), "urls": (closed,), "name": "gone"})
+    real_manifest = hub.manifest()
+    monkeypatch.setattr(hub, "manifest", lambda: {**real_manifest, "gone": unreachable})
+    with pytest.raises(DownloadError) as error:
+        hub.resolve_weights("gone")
+    message = str(error.value)
+    assert "connection failed" in message and closed in message
+    assert "deblur weights import" in message and "--name gone" in message
