@@ -175,6 +175,35 @@ def ssim(
     return total / (channels * out_height * (width - SSIM_WINDOW + 1))
 
 
+def ssim_differentiable(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
+) -> torch.Tensor:
+    """The same SSIM as :func:`ssim`, written for autograd (training losses).
+
+    No in-place operations, no bands, filtering with ``conv2d`` on any device.
+
+    Args:
+        pred, target: (B, C, H, W) in [0, data_range], H and W at least 11.
+
+    Returns:
+        (B,) SSIM per image, differentiable with respect to both inputs.
+    """
+    _check_pair(pred, target)
+    batch, channels = pred.shape[:2]
+    window = gaussian_window(dtype=pred.dtype, device=pred.device)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+    size = window.numel()
+    maps = stack.flatten(0, 1).unsqueeze(1)
+    maps = F.conv2d(F.conv2d(maps, window.view(1, 1, 1, size)), window.view(1, 1, size, 1))
+    mu_x, mu_y, xx, yy, xy = maps.view(batch, 5, channels, *maps.shape[-2:]).unbind(1)
+    sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
+    )
+    return ssim_map.mean(dim=(1, 2, 3))
+
+
 def _gray_8bit(images: torch.Tensor, data_range: float) -> torch.Tensor:
     """(B, C, H, W) -> (B, H, W) float32 luma in 8-bit units, comparable across bit depths."""
     images = images.to(torch.float32)

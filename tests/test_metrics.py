@@ -145,3 +145,13 @@ def test_bad_shapes_are_refused():
         psnr(torch.rand(1, 2, 20, 20), torch.rand(1, 2, 20, 20), y_channel=True)
     gray, other = torch.rand(1, 1, 20, 20), torch.rand(1, 1, 20, 20)
     assert float(psnr(gray, other, y_channel=True)) == float(psnr(gray, other))  # as BasicSR
+
+
+def test_differentiable_ssim_equals_the_scoring_ssim_and_has_gradients(pairs):
+    preds = torch.cat([_tensor(d) for _, d in pairs[:3]]) / 255
+    targets = torch.cat([_tensor(s) for s, _ in pairs[:3]]) / 255
+    preds = preds.float().requires_grad_(True)
+    value = metrics.ssim_differentiable(preds, targets.float())
+    torch.testing.assert_close(value.double(), ssim(preds.detach(), targets), atol=1e-5, rtol=0)
+    value.sum().backward()
+    assert preds.grad is not None and float(preds.grad.abs().sum()) > 0

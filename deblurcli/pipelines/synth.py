@@ -231,9 +231,9 @@ def _kernel_params(kind: str, options: KernelOptions, u: Sequence[float]) -> dic
     return {"sigma": options.sigma.at(u[0])}
 
 
-def _draw_pair(pair: PairPlan, settings: SynthSettings) -> _PairDraws:
+def _draw_pair(seed: int, settings: SynthSettings) -> _PairDraws:
     """All of a pair's random numbers except the noise, in a fixed order."""
-    g = torch.Generator().manual_seed(pair.seed)
+    g = torch.Generator().manual_seed(seed)
     options = settings.kernels
     u = torch.rand(4, dtype=torch.float64, generator=g).tolist()
     kernel_type = options.types[min(int(u[0] * len(options.types)), len(options.types) - 1)]
@@ -321,32 +321,41 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def render_source(plan: SourcePlan, settings: SynthSettings, out_dir: Path) -> list[dict]:
-    """Make and write every pair of one source photograph; returns their manifest records.
+@dataclass(frozen=True)
+class SynthesizedPair:
+    """One blurred/sharp pair made from a photo, with what was drawn for it.
 
-    The bytes written depend only on the plan and settings when torch runs
-    single-threaded, as :func:`build_dataset` arranges (it uses one thread
-    per worker instead).
-
-    Raises:
-        DeblurError: the photo cannot be read, is smaller than the crop, or a
-            file cannot be written.
+    Attributes:
+        blurred, sharp: (h, w, C) pixels of the photo's dtype.
+        kernel: (K, K) float64, summing to 1.
+        box: (x, y, w, h) of the crop in the photo.
+        draws: the kernel type, its parameters and the camera-model values.
+        values: the camera-model values as plain numbers (``jpeg_quality`` None
+            when it could not apply).
     """
-    photo = read_image(plan.source)
-    pixels = photo.pixels
-    if settings.crop is not None and (
-        photo.width < settings.crop[0] or photo.height < settings.crop[1]
-    ):
-        raise InputImageError(
-            f"is {photo.width}×{photo.height} px, smaller than the {settings.crop[0]}x"
-            f"{settings.crop[1]} crop: use a smaller --crop or leave this photo out",
-            plan.source,
-        )
-    all_draws = [_draw_pair(pair, settings) for pair in plan.pairs]
-    records = []
-    for pair, draws, kernel in zip(plan.pairs, all_draws, _kernels(all_draws), strict=True):
+
+    blurred: np.ndarray
+    sharp: np.ndarray
+    kernel: torch.Tensor
+    box: tuple[int, int, int, int]
+    draws: _PairDraws
+    values: dict
+
+
+def synthesize_pairs(
+    pixels: np.ndarray, seeds: Sequence[int], settings: SynthSettings
+) -> list[SynthesizedPair]:
+    """Make one pair per seed from (H, W, C) pixels: crop, kernel, camera model, quantisation.
+
+    Used for datasets on disk and for blurring sharp photos on the fly in
+    training; the same seed and settings give the same pair.
+    """
+    all_draws = [_draw_pair(seed, settings) for seed in seeds]
+    height, width = pixels.shape[:2]
+    made = []
+    for draws, kernel in zip(all_draws, _kernels(all_draws), strict=True):
         margin = kernel.shape[-1] // 2
-        box = _crop_box(photo.width, photo.height, settings.crop, draws.crop_u)
+        box = _crop_box(width, height, settings.crop, draws.crop_u)
         surroundings = _with_context(pixels, box, margin)
         linear = settings.synthesis.linear_light
         light = pixels_to_linear(surroundings) if linear else pixels_to_tensor(surroundings)
@@ -368,11 +377,41 @@ def render_source(plan: SourcePlan, settings: SynthSettings, out_dir: Path) -> l
             else:
                 values["jpeg_quality"] = None  # JPEG holds 8 bits only: 16-bit pairs stay exact
         x, y, w, h = box
+        sharp = np.ascontiguousarray(pixels[y : y + h, x : x + w])
+        made.append(SynthesizedPair(blurred_pixels, sharp, kernel, box, draws, values))
+    return made
+
+
+def render_source(plan: SourcePlan, settings: SynthSettings, out_dir: Path) -> list[dict]:
+    """Make and write every pair of one source photograph; returns their manifest records.
+
+    The bytes written depend only on the plan and settings when torch runs
+    single-threaded, as :func:`build_dataset` arranges (it uses one thread
+    per worker instead).
+
+    Raises:
+        DeblurError: the photo cannot be read, is smaller than the crop, or a
+            file cannot be written.
+    """
+    photo = read_image(plan.source)
+    pixels = photo.pixels
+    if settings.crop is not None and (
+        photo.width < settings.crop[0] or photo.height < settings.crop[1]
+    ):
+        raise InputImageError(
+            f"is {photo.width}×{photo.height} px, smaller than the {settings.crop[0]}x"
+            f"{settings.crop[1]} crop: use a smaller --crop or leave this photo out",
+            plan.source,
+        )
+    records = []
+    made = synthesize_pairs(pixels, [pair.seed for pair in plan.pairs], settings)
+    for pair, result in zip(plan.pairs, made, strict=True):
+        draws, kernel, box, values = result.draws, result.kernel, result.box, result.values
+        blurred_pixels = result.blurred
+        x, y, w, h = box
         paths = pair_paths(plan.split, pair.name)
         write_atomic(out_dir / paths["blur"], _png(blurred_pixels))
-        write_atomic(
-            out_dir / paths["sharp"], _png(np.ascontiguousarray(pixels[y : y + h, x : x + w]))
-        )
+        write_atomic(out_dir / paths["sharp"], _png(result.sharp))
         write_atomic(out_dir / paths["kernel"], _npy(kernel.float().numpy()))
         records.append(
             {
