@@ -257,7 +257,9 @@ def _inspect(path: Path) -> tuple[str, str]:
     return info.architecture, OFFICIAL if info.official else EVAL_MODE
 
 
-def import_weights(source: Path, name: str | None = None) -> WeightsEntry:
+def import_weights(
+    source: Path, name: str | None = None, origin: str | None = None
+) -> WeightsEntry:
     """Convert an official or own checkpoint to safetensors in the cache, and record it.
 
     Raises:
@@ -294,8 +296,8 @@ def import_weights(source: Path, name: str | None = None) -> WeightsEntry:
         file=file_name,
         digest=file_digest(dest),
         size=dest.stat().st_size,
-        origin=f"imported from {source.name}"
-        + (f" ({listed.origin})" if listed is not None else ""),
+        origin=origin
+        or f"imported from {source.name}" + (f" ({listed.origin})" if listed is not None else ""),
         license=listed.license if listed is not None else "unknown",
         normalization=OFFICIAL if info.official else EVAL_MODE,
         source="cache",

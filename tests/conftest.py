@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -115,3 +116,37 @@ def photos() -> list[Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def small_photos(tmp_path_factory, photos) -> Path:
+    """The shared photos at 320 px wide, so 64 px crops hold detail."""
+    folder = tmp_path_factory.mktemp("small")
+    for path in photos:
+        image = cv2.imread(str(path))
+        height, width = image.shape[:2]
+        size = (320, round(height * 320 / width))
+        cv2.imwrite(
+            str(folder / f"{path.stem}.png"), cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory, small_photos) -> Path:
+    """A synth-blur dataset of Gaussian-blurred 96 px pairs (train/ and val/)."""
+    from deblurcli.ops.synthesis import SynthesisConfig
+    from deblurcli.pipelines.synth import KernelOptions, Range, SynthSettings, build_dataset
+
+    root = tmp_path_factory.mktemp("data") / "ds"
+    settings = SynthSettings(
+        per_image=4,
+        seed=1,
+        crop=(96, 96),
+        val_fraction=0.15,
+        kernels=KernelOptions(types=("gaussian",), sigma=Range(1.2, 1.8)),
+        synthesis=SynthesisConfig(linear_light=False, saturation=False, noise=False),
+    )
+    sources = [(p, p.name) for p in sorted(small_photos.glob("*.png"))]
+    build_dataset(sources, root, settings, workers=2)
+    return root

@@ -17,6 +17,7 @@ from deblurcli.cli._console import AppState, error_line, stderr_console
 from deblurcli.cli.deblur import deblur
 from deblurcli.cli.score import score
 from deblurcli.cli.synth import synth_blur
+from deblurcli.cli.train import app as train_app
 from deblurcli.cli.weights import app as weights_app
 from deblurcli.errors import DeblurError
 
@@ -54,6 +55,7 @@ def main(
 app.command("deblur", no_args_is_help=True)(deblur)
 app.command("synth-blur", no_args_is_help=True)(synth_blur)
 app.command("score", no_args_is_help=True)(score)
+app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 
 

@@ -1,0 +1,195 @@
+"""``deblur train``: train a deblurring model, and ``deblur train export`` its weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from deblurcli.cli import _options as opt
+from deblurcli.cli._console import count_progress, stderr_console, stdout_console, summary_table
+
+RECIPE_PANEL = "Recipe (the preset's values unless given)"
+
+app = typer.Typer(
+    help="Train a deblurring model (DeblurGAN recipes, or a fast CPU recipe); export weights.",
+    invoke_without_command=True,
+    no_args_is_help=True,
+)
+
+
+def _recipe(flag: str, help_text: str) -> object:
+    return typer.Option(flag, help=help_text, rich_help_panel=RECIPE_PANEL)
+
+
+@app.callback()
+def train(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="mobilenet, mobilenet-dsc, inception or resnet."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Training pairs (synth-blur or GoPro layout) or sharp photos."),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(
+            "--val", help="Validation data (default: DATA/../val for a synth-blur train folder)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run folder (checkpoints, config, history)."),
+    ] = None,
+    preset: Annotated[
+        str, typer.Option("--preset", help="fast (CPU, no GAN), deblurgan or deblurgan-v2.")
+    ] = "fast",
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Generator steps.")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help="Passes over the data (instead of --steps)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, _recipe("--batch-size", "Images per step and process.")
+    ] = None,
+    crop: Annotated[int | None, _recipe("--crop", "Training crop side, px (default 256).")] = None,
+    lr: Annotated[float | None, _recipe("--lr", "Adam learning rate.")] = None,
+    gan_loss: Annotated[
+        str | None, _recipe("--gan-loss", "wgan-gp, ragan-ls, lsgan or vanilla.")
+    ] = None,
+    critic: Annotated[str | None, _recipe("--critic", "patch or double.")] = None,
+    critic_steps: Annotated[
+        int | None, _recipe("--critic-steps", "Critic updates per generator step.")
+    ] = None,
+    val_every: Annotated[
+        int | None, _recipe("--val-every", "Steps between validations and checkpoints.")
+    ] = None,
+    seed: Annotated[int | None, _recipe("--seed", "Seed of every random choice.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-j", min=0, help="DataLoader workers.", rich_help_panel=opt.RUN_PANEL
+        ),
+    ] = None,
+    device: opt.Device = "auto",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --output where it stopped.")
+    ] = False,
+) -> None:
+    """Train a deblurring model.
+
+    Example: deblur train --model mobilenet --data ./dataset/train -o runs/m1 --steps 2000
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from deblurcli.device import resolve_device
+    from deblurcli.errors import UsageError
+    from deblurcli.train.data import find_data
+    from deblurcli.train.loop import Trainer
+    from deblurcli.train.presets import resolve
+
+    if data is None or output is None or (model is None and not resume):
+        raise UsageError("deblur train needs --model, --data and --output (see --help)")
+    if steps is not None and epochs is not None:
+        raise UsageError("--steps and --epochs exclude each other: choose one")
+    train_source = find_data(data)
+    if val is None and data.name == "train" and (data.parent / "val").is_dir():
+        val = data.parent / "val"
+    val_source = find_data(val) if val is not None else None
+    config_model = model or _saved_model(output)
+    try:
+        if epochs is not None:
+            per_step = resolve(preset, batch_size=batch_size).batch_size
+            steps = epochs * max(1, len(train_source) // per_step)
+        config = resolve(
+            preset,
+            model=config_model,
+            steps=steps,
+            batch_size=batch_size,
+            crop=crop,
+            lr=lr,
+            gan_loss=gan_loss,
+            critic=critic,
+            critic_steps=critic_steps,
+            val_every=val_every,
+            seed=seed,
+            workers=workers,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    trainer = Trainer(config, train_source, val_source, output, resolve_device(device), resume)
+    err = stderr_console()
+    progress = count_progress(err, "steps")
+    task = progress.add_task("train", total=trainer.config.steps, completed=trainer.step, rate="")
+    last = None
+    try:
+        with progress:
+            for report in trainer.run():
+                last = report
+                losses = " ".join(f"{k} {v:.4f}" for k, v in report.losses.items())
+                progress.update(
+                    task,
+                    completed=report.step,
+                    rate=f"{report.images_per_second:.1f} img/s {losses}",
+                )
+                if report.validation:
+                    scores = report.validation
+                    label = "before training" if report.step == 0 else f"step {report.step}"
+                    progress.console.print(
+                        f"{label}: val PSNR {scores['psnr']:.2f} dB, "
+                        f"SSIM {scores['ssim']:.4f}, L1 {scores['l1']:.4f}",
+                        highlight=False,
+                    )
+    except KeyboardInterrupt:
+        trainer.save()
+        err.print(f"interrupted at step {trainer.step}: saved; continue with --resume")
+        raise typer.Exit(130) from None
+    if trainer.rank == 0:
+        rows = [("steps", str(trainer.step)), ("run", escape(str(output)))]
+        if last is not None and last.validation:
+            rows += [
+                ("val PSNR", f"{last.validation['psnr']:.2f} dB"),
+                ("val SSIM", f"{last.validation['ssim']:.4f}"),
+            ]
+        rows.append(
+            ("best PSNR", f"{trainer.best_psnr:.2f} dB" if trainer.best_psnr > -1e9 else "-")
+        )
+        summary_table("Training", rows, stdout_console())
+
+
+def _saved_model(run: Path) -> str:
+    from deblurcli.errors import UsageError
+    from deblurcli.train.presets import TrainConfig
+
+    saved = run / "config.json"
+    if not saved.is_file():
+        raise UsageError("holds no run to resume (no config.json)", run)
+    return TrainConfig.from_json(saved.read_text()).model
+
+
+@app.command("export", no_args_is_help=True)
+def export(
+    run: Annotated[Path, typer.Argument(help="A run folder written by deblur train.")],
+    name: Annotated[str, typer.Option("--name", help="Name to use with --weights.")],
+    which: Annotated[
+        str, typer.Option("--which", help="best (by validation PSNR) or last.")
+    ] = "best",
+) -> None:
+    """Put a run's EMA weights in the cache under NAME, for deblur deblur --weights NAME."""
+    from deblurcli import hub
+    from deblurcli.errors import UsageError
+
+    source = run / f"{which}.safetensors"
+    if which not in ("best", "last") or not source.is_file():
+        raise UsageError(f"has no {which}.safetensors (train with validation data for 'best')", run)
+    entry = hub.import_weights(
+        source, name, origin=f"trained by deblurcli (run {run.name}, {which})"
+    )
+    stdout_console().print(
+        f"exported {escape(entry.name)} ({entry.architecture}): use --weights {escape(entry.name)}",
+        highlight=False,
+    )

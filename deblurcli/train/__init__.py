@@ -1,0 +1,1 @@
+"""Training: datasets, losses, adversarial training, presets and the training loop."""

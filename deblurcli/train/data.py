@@ -1,0 +1,212 @@
+"""Training data: paired blur/sharp folders, or sharp photos blurred on the fly.
+
+Paired layouts: any folder named ``blur`` pairs with its sibling ``sharp`` by
+relative path. That covers synth-blur datasets (``train/blur/NAME.png``,
+``train/sharp/NAME.png``) and GoPro (``GOPR0372_07_00/blur/000047.png``,
+``.../sharp/000047.png``). A folder without any ``blur`` folder is a folder
+of sharp photos, blurred on the fly by the synth-blur camera model.
+
+Every sample's randomness (crop, flips, kernel, noise) comes from a generator
+seeded by (seed, epoch, index), so batches do not depend on DataLoader
+workers, and a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from deblurcli.errors import InputImageError, UsageError
+from deblurcli.io.images import SUPPORTED_SUFFIXES, read_image
+from deblurcli.pipelines.synth import SynthSettings, synthesize_pairs
+
+
+def sample_seed(*parts: object) -> int:
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset found on disk: pairs (blur, sharp), or sharp photos alone."""
+
+    pairs: list[tuple[Path, Path]]
+    sharp_only: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.pairs) or len(self.sharp_only)
+
+
+def find_data(root: Path) -> Source:
+    """Pairs under ``blur``/``sharp`` folders, else sharp photos.
+
+    Raises:
+        UsageError: no images, or blur and sharp files that do not pair up.
+    """
+    if not root.is_dir():
+        raise UsageError("is not a folder of training images", root)
+    blur_dirs = sorted(p for p in root.rglob("blur") if p.is_dir())
+    if not blur_dirs:
+        photos = _images(root)
+        if not photos:
+            raise UsageError("holds no images (JPEG, PNG, WebP, TIFF, BMP)", root)
+        return Source([], photos)
+    pairs: list[tuple[Path, Path]] = []
+    for blur_dir in blur_dirs:
+        sharp_dir = blur_dir.parent / "sharp"
+        blurred = {p.relative_to(blur_dir): p for p in _images(blur_dir)}
+        sharp = (
+            {p.relative_to(sharp_dir): p for p in _images(sharp_dir)} if sharp_dir.is_dir() else {}
+        )
+        missing = sorted(set(blurred) - set(sharp))
+        extra = sorted(set(sharp) - set(blurred))
+        if missing or extra:
+            example = (blur_dir / missing[0]) if missing else (sharp_dir / extra[0])
+            raise UsageError(
+                f"{len(blurred)} blurred and {len(sharp)} sharp images do not pair up by name "
+                f"(first unpaired: {example}): every blur/NAME needs a sharp/NAME",
+                blur_dir.parent,
+            )
+        pairs += [(blurred[k], sharp[k]) for k in sorted(blurred)]
+    if not pairs:
+        raise UsageError("its blur/ folders hold no images", root)
+    return Source(pairs, [])
+
+
+def check_sizes(paths: list[Path], crop: int) -> None:
+    """Every image at least ``crop`` on each side (read from headers only).
+
+    Raises:
+        InputImageError: the first image that is too small, or unreadable.
+    """
+    for path in paths:
+        try:
+            with Image.open(path) as header:
+                width, height = header.size
+        except OSError:
+            raise InputImageError("cannot be read as an image", path) from None
+        if min(width, height) < crop:
+            raise InputImageError(
+                f"is {width}×{height} px, smaller than the {crop} px training crop: "
+                "use a smaller --crop or remove it",
+                path,
+            )
+
+
+def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) uint8/uint16 -> (3, H, W) float32 in [-1, 1]."""
+    peak = float(np.iinfo(pixels.dtype).max)
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32) / peak)
+    tensor = tensor.permute(2, 0, 1)
+    if tensor.shape[0] == 1:
+        tensor = tensor.expand(3, -1, -1)
+    return tensor * 2 - 1
+
+
+class TrainingPairs(Dataset):
+    """Random ``crop``×``crop`` pairs with flips; (blur, sharp) in [-1, 1], (3, crop, crop).
+
+    Args:
+        source: what :func:`find_data` found.
+        crop: crop side in pixels.
+        seed: base seed of every random choice.
+        synth: how sharp-only photos are blurred (its ``crop`` is set here).
+    """
+
+    def __init__(
+        self, source: Source, crop: int, seed: int, synth: SynthSettings | None = None
+    ) -> None:
+        self.source = source
+        self.crop = crop
+        self.seed = seed
+        self.epoch = 0
+        self.synth = SynthSettings(crop=(crop, crop), **_synth_fields(synth))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seed = sample_seed(self.seed, self.epoch, index)
+        if self.source.pairs:
+            blur_path, sharp_path = self.source.pairs[index]
+            blurred, sharp = read_image(blur_path).pixels, read_image(sharp_path).pixels
+            if blurred.shape != sharp.shape:
+                raise InputImageError(f"differs in size from {sharp_path}", blur_path)
+            g = torch.Generator().manual_seed(seed)
+            height, width = sharp.shape[:2]
+            y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
+            x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
+            window = (slice(y, y + self.crop), slice(x, x + self.crop))
+            blurred, sharp = blurred[window], sharp[window]
+        else:
+            photo = read_image(self.source.sharp_only[index]).pixels
+            made = synthesize_pairs(photo, [seed], self.synth)[0]
+            blurred, sharp = made.blurred, made.sharp
+            g = torch.Generator().manual_seed(seed ^ 0x5EED)
+        flips = torch.randint(0, 2, (3,), generator=g).tolist()
+        pair = torch.stack([_to_tensor(blurred), _to_tensor(sharp)])
+        if flips[0]:
+            pair = pair.flip(-1)
+        if flips[1]:
+            pair = pair.flip(-2)
+        if flips[2]:
+            pair = pair.transpose(-1, -2)
+        return pair[0].contiguous(), pair[1].contiguous()
+
+
+def _synth_fields(synth: SynthSettings | None) -> dict:
+    if synth is None:
+        return {}
+    return {"kernels": synth.kernels, "synthesis": synth.synthesis}
+
+
+class ValidationPairs(Dataset):
+    """Centre crops (``crop``×``crop``, or the whole image when smaller) of fixed pairs.
+
+    Sharp-only folders are blurred once with a fixed seed, so every validation
+    sees the same inputs.
+    """
+
+    def __init__(self, source: Source, crop: int, seed: int) -> None:
+        self.source = source
+        self.crop = crop
+        self.seed = seed
+        self.synth = SynthSettings(crop=None)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.source.pairs:
+            blur_path, sharp_path = self.source.pairs[index]
+            blurred, sharp = read_image(blur_path).pixels, read_image(sharp_path).pixels
+        else:
+            photo = read_image(self.source.sharp_only[index]).pixels
+            photo = _centre(photo, self.crop + 128)  # room for the blur's surroundings
+            made = synthesize_pairs(photo, [sample_seed(self.seed, "val", index)], self.synth)[0]
+            blurred, sharp = made.blurred, made.sharp
+        return _to_tensor(_centre(blurred, self.crop)), _to_tensor(_centre(sharp, self.crop))
+
+
+def _centre(pixels: np.ndarray, size: int) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    h, w = min(size, height), min(size, width)
+    y, x = (height - h) // 2, (width - w) // 2
+    return pixels[y : y + h, x : x + w]

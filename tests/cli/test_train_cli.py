@@ -1,0 +1,63 @@
+"""The real ``deblur train`` and ``deblur train export`` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from deblurcli.cli.main import run
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["deblur", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_train_export_and_deblur_with_the_exported_name(monkeypatch, capsys, tmp_path, dataset):
+    run_dir = tmp_path / "run"
+    args = ["train", "--model", "mobilenet-dsc", "--data", str(dataset / "train"), "-o",
+            str(run_dir), "--steps", "4", "--batch-size", "4", "--crop", "64", "--val-every", "2",
+            "-j", "0", "--device", "cpu"]  # fmt: skip
+    code, stdout, stderr = cli(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    assert "before training: val PSNR" in stderr and "best PSNR" in stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["preset"] == "fast" and config["steps"] == 4 and config["crop"] == 64
+    code, _, stderr = cli(monkeypatch, capsys, *args)
+    assert code == 2 and "--resume" in stderr  # the folder holds a run now
+    code, stdout, _ = cli(monkeypatch, capsys, *args[:-8], "--steps", "6", "--resume", "-j", "0")
+    assert (
+        code == 0
+        and json.loads((run_dir / "history.jsonl").read_text().splitlines()[-1])["step"] == 6
+    )
+    code, stdout, _ = cli(monkeypatch, capsys, "train", "export", str(run_dir), "--name", "mine")
+    assert code == 0 and "--weights mine" in stdout
+    photos = dataset / "val" / "blur"
+    code, _, stderr = cli(
+        monkeypatch, capsys, "deblur", str(photos), "-o", str(tmp_path / "out"), "-w", "mine"
+    )
+    assert code == 0, stderr
+    assert len(list((tmp_path / "out").iterdir())) == len(list(photos.iterdir()))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--preset", "nope"], "unknown preset"),
+        (["--steps", "3", "--epochs", "1"], "exclude each other"),
+        (["--model", "enhancer"], "unknown --model"),
+    ],
+)
+def test_bad_options_are_usage_errors(monkeypatch, capsys, tmp_path, dataset, extra, message):
+    args = ["train", "--data", str(dataset / "train"), "-o", str(tmp_path / "r")]
+    if "--model" not in extra:
+        args += ["--model", "mobilenet-dsc"]
+    code, _, stderr = cli(monkeypatch, capsys, *args, *extra)
+    assert code == 2 and message in stderr
+    assert not (tmp_path / "r" / "last.pt").exists()
