@@ -61,9 +61,10 @@ def test_gradient_penalty_of_a_linear_critic_is_known():
     critic = torch.nn.Conv2d(3, 1, 4, bias=False)
     with torch.no_grad():
         critic.weight.fill_(0.05)
-    norm = float(critic.weight.norm())
+    norm = critic.weight.norm().item()
     real, fake = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
-    assert float(gradient_penalty(critic, real, fake)) == pytest.approx((norm - 1) ** 2, rel=1e-5)
+    penalty = gradient_penalty(critic, real, fake).item()
+    assert penalty == pytest.approx((norm - 1) ** 2, rel=1e-5)
 
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "ragan-ls", "lsgan", "vanilla"])
