@@ -17,13 +17,7 @@ import subprocess
 import sys
 import time
 
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from _memory import peak_rss_mb
 
 
 def run_case(
@@ -71,7 +65,7 @@ def run_case(
         "overlap": overlap,
         "seconds": round(best, 3),
         "mp_per_s": round(width * height / 1e6 / best, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -28,16 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _memory import peak_rss_mb
+
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos"
 WIDTH, HEIGHT = 1280, 720
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def prepare(folder: Path, count: int) -> list[Path]:
@@ -155,7 +149,7 @@ def main() -> None:
             result = run_reference(Path(folder), Path(out))
         else:
             result = run_deblurcli(Path(folder), Path(out), kind == "naive", int(rest[0]))
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -119,6 +119,19 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(scope="session")
+def dsc_weights(tmp_path_factory) -> Path:
+    """A deblurcli .safetensors file: random eval-mode (batch norm) mobilenet-dsc weights."""
+    from deblurcli.models import build_model
+    from deblurcli.models._builder import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "dsc.safetensors"
+    config = {"norm": "batch"}
+    save_weights(build_model("mobilenet-dsc", config), path, "mobilenet-dsc", config)
+    return path
+
+
+@pytest.fixture(scope="session")
 def small_photos(tmp_path_factory, photos) -> Path:
     """The shared photos at 320 px wide, so 64 px crops hold detail."""
     folder = tmp_path_factory.mktemp("small")

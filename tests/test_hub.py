@@ -12,21 +12,16 @@ import torch
 from deblurcli import hub
 from deblurcli.download import file_digest
 from deblurcli.errors import DownloadError, WeightsError
-from deblurcli.models import build_model, list_models
-from deblurcli.models._builder import load_model, save_weights
+from deblurcli.models import list_models
+from deblurcli.models._builder import load_model
 from tests.conftest import save_official_v2
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def weights_bytes(tmp_path_factory) -> bytes:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "dsc.safetensors"
-    save_weights(
-        build_model("mobilenet-dsc", {"norm": "batch"}), path, "mobilenet-dsc", {"norm": "batch"}
-    )
-    return path.read_bytes()
+def weights_bytes(dsc_weights) -> bytes:
+    return dsc_weights.read_bytes()
 
 
 @pytest.fixture

@@ -17,20 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
-from deblurcli.cli.main import run
 from deblurcli.models import build_model
 from deblurcli.models._builder import save_weights
+from tests.cli import run_cli
 from tests.conftest import save_official_v2
 
 
 def deblur(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console script in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["deblur", "deblur", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        run()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    return run_cli(monkeypatch, capsys, "deblur", *args)
 
 
 @pytest.fixture(scope="module")

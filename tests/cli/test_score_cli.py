@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import cv2
 import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from deblurcli.cli.main import run
+from tests.cli import run_cli
 
 
 def score(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["deblur", "score", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        run()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    return run_cli(monkeypatch, capsys, "score", *args)
 
 
 @pytest.fixture

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from deblurcli.cli.main import run
+from tests.cli import run_cli
 
 
 def synth(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console script in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["deblur", "synth-blur", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        run()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    return run_cli(monkeypatch, capsys, "synth-blur", *args)
 
 
 @pytest.fixture

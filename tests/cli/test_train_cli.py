@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from deblurcli.cli.main import run
+from tests.cli import run_cli
 
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["deblur", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        run()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 def test_train_export_and_deblur_with_the_exported_name(monkeypatch, capsys, tmp_path, dataset):

@@ -4,7 +4,6 @@ server there the first time and gone the second."""
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,29 +12,17 @@ import pytest
 import torch
 
 from deblurcli import hub
-from deblurcli.cli.main import run
-from deblurcli.models import build_model
-from deblurcli.models._builder import save_weights
+from tests.cli import run_cli
 from tests.conftest import save_official_v2
 
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["deblur", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as exit_info:
-        run()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 @pytest.fixture(scope="module")
-def weights_file(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("w") / "dsc.safetensors"
-    save_weights(
-        build_model("mobilenet-dsc", {"norm": "batch"}), path, "mobilenet-dsc", {"norm": "batch"}
-    )
-    return path
+def weights_file(dsc_weights) -> Path:
+    return dsc_weights
 
 
 def test_list_shows_the_manifest_and_what_is_here(monkeypatch, capsys, tmp_path):
