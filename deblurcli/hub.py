@@ -278,8 +278,11 @@ def import_weights(
             f"file holds {info.architecture!r}: choose another --name",
             source,
         )
-    extra = {"semantics": "official"} if info.official else {}
-    extra["imported_from"] = source.name
+    own_keys = ("format", "architecture", "config", "statistics")
+    extra = {k: v for k, v in (info.metadata or {}).items() if k not in own_keys}
+    if info.official:
+        extra["semantics"] = "official"
+    extra["imported_from"] = source.name  # recipe and validation of our own runs are kept
     file_name = f"{entry_name}.safetensors"
     dest = cache_dir() / file_name
     try:

@@ -51,6 +51,8 @@ def test_a_short_run_lowers_the_validation_loss_and_its_weights_deblur(dataset, 
     entry = hub.import_weights(run / "best.safetensors", "my-dsc", origin="trained in a test")
     assert hub.resolve_weights("my-dsc") == hub.cache_dir() / "my-dsc.safetensors"
     assert entry.origin == "trained in a test"
+    _, exported = load_model(hub.cache_dir() / "my-dsc.safetensors")
+    assert exported.metadata["recipe"] == info.metadata["recipe"]  # the recipe travels along
 
 
 def _flat(model: torch.nn.Module) -> torch.Tensor:
