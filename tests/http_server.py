@@ -7,6 +7,7 @@ Each path serves bytes with one behaviour:
   then the connection is cut; later requests behave normally;
 - ``stall``: headers and a few bytes, then silence;
 - ``slow``: the body in small chunks with pauses (for concurrent downloads);
+- ``html``: a web page with no download form (like Drive's quota page);
 - ``html-confirm``: a Google-Drive-like confirmation page whose form leads to
   the same path with ``confirm=t``, which then serves the file;
 - an integer: that HTTP status with no body.
@@ -72,6 +73,16 @@ class LoopbackServer:
             handler.send_response(route.mode)
             handler.send_header("Content-Length", "0")
             handler.end_headers()
+            return
+        if route.mode == "html":
+            page = (
+                b"<html><body>Quota exceeded: too many users have viewed this file.</body></html>"
+            )
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/html; charset=utf-8")
+            handler.send_header("Content-Length", str(len(page)))
+            handler.end_headers()
+            handler.wfile.write(page)
             return
         if route.mode == "html-confirm" and parse_qs(parsed.query).get("confirm") != ["t"]:
             page = (

@@ -94,11 +94,12 @@ def test_google_drive_confirmation_page_is_followed(http_server, tmp_path):
 
 
 def test_a_web_page_instead_of_the_file_is_an_error(http_server, tmp_path):
-    url = http_server.add("/page", b"")
-    http_server.routes["/page"].mode = "html-confirm"
-    http_server.routes["/page"].data = b""
-    with pytest.raises(DownloadError):
+    url = http_server.add("/quota", PAYLOAD, "html")
+    with pytest.raises(DownloadError, match="web page, not the file") as error:
         fetch(Target([url], tmp_path / "w.bin", SHA256, len(PAYLOAD)))
+    assert url in str(error.value)
+    assert len(http_server.routes["/quota"].requests) == 1  # not retried: it will not change
+    assert _leftovers(tmp_path) == []
 
 
 def test_two_processes_fetching_one_file_end_with_one_good_copy(http_server, tmp_path):
