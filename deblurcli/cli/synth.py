@@ -64,6 +64,16 @@ def synth_blur(
             rich_help_panel=DATASET_PANEL,
         ),
     ] = None,
+    max_side: Annotated[
+        int | None,
+        typer.Option(
+            "--max-side",
+            min=16,
+            metavar="PX",
+            help="First shrink each photo (area filter) so its longer side is at most PX.",
+            rich_help_panel=DATASET_PANEL,
+        ),
+    ] = None,
     val_fraction: Annotated[
         float,
         typer.Option(
@@ -165,6 +175,7 @@ def synth_blur(
         per_image=per_image,
         seed=seed,
         crop=_parse_crop(crop),
+        max_side=max_side,
         val_fraction=val_fraction,
         kernels=KernelOptions(
             types=kinds,

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 
@@ -118,6 +119,7 @@ class SynthSettings:
     per_image: int = 1
     seed: int = 0
     crop: tuple[int, int] | None = None  # (width, height)
+    max_side: int | None = None  # photos are first downscaled to this longer side
     val_fraction: float = 0.0
     kernels: KernelOptions = field(default_factory=KernelOptions)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
@@ -382,6 +384,22 @@ def synthesize_pairs(
     return made
 
 
+def downscale(pixels: np.ndarray, max_side: int | None) -> np.ndarray:
+    """(H, W, C) pixels shrunk with area averaging so the longer side is at most
+    ``max_side`` (aspect kept, never enlarged; ``None`` keeps them as they are).
+
+    Large photos hold little detail per pixel; shrinking them first gives
+    training crops with the texture density of the images a model will meet.
+    """
+    height, width = pixels.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return pixels
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shrunk = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return shrunk.reshape(size[1], size[0], *pixels.shape[2:])
+
+
 def render_source(plan: SourcePlan, settings: SynthSettings, out_dir: Path) -> list[dict]:
     """Make and write every pair of one source photograph; returns their manifest records.
 
@@ -393,14 +411,13 @@ def render_source(plan: SourcePlan, settings: SynthSettings, out_dir: Path) -> l
         DeblurError: the photo cannot be read, is smaller than the crop, or a
             file cannot be written.
     """
-    photo = read_image(plan.source)
-    pixels = photo.pixels
-    if settings.crop is not None and (
-        photo.width < settings.crop[0] or photo.height < settings.crop[1]
-    ):
+    pixels = downscale(read_image(plan.source).pixels, settings.max_side)
+    height, width = pixels.shape[:2]
+    if settings.crop is not None and (width < settings.crop[0] or height < settings.crop[1]):
         raise InputImageError(
-            f"is {photo.width}×{photo.height} px, smaller than the {settings.crop[0]}x"
-            f"{settings.crop[1]} crop: use a smaller --crop or leave this photo out",
+            f"is {width}×{height} px{' after --max-side' if settings.max_side else ''}, "
+            f"smaller than the {settings.crop[0]}x{settings.crop[1]} crop: "
+            "use a smaller --crop or leave this photo out",
             plan.source,
         )
     records = []
@@ -420,6 +437,7 @@ def render_source(plan: SourcePlan, settings: SynthSettings, out_dir: Path) -> l
                 **paths,
                 "source": plan.relative,
                 "copy": pair.copy,
+                "size": [width, height],
                 "crop": [x, y, w, h],
                 "kernel_type": draws.kernel_type,
                 "kernel_params": draws.kernel_params,

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from deblurcli.io.images import read_image
 from tests.cli import run_cli
 
 
@@ -96,3 +97,21 @@ def test_bad_options_are_usage_errors(monkeypatch, capsys, tmp_path, folder, arg
     assert code == 2
     assert message in stderr
     assert not (tmp_path / "ds").exists()
+
+
+def test_max_side_shrinks_photos_before_cropping(monkeypatch, capsys, tmp_path, folder):
+    out = tmp_path / "ds"
+    code, _, stderr = synth(
+        monkeypatch, capsys, str(folder), "-o", str(out), "--max-side", "64", "--naive",
+    )  # fmt: skip
+    assert code == 0, stderr
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    source = read_image(folder / "s0.jpg").pixels[:, :, ::-1]
+    for r in records:
+        assert r["size"] == [64, 48]
+        assert cv2.imread(str(out / r["sharp"])).shape == (48, 64, 3)
+    sharp = cv2.imread(str(out / records[0]["sharp"]))
+    expected = cv2.resize(source, (64, 48), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(sharp, expected)
+    settings = json.loads((out / "synth-blur.json").read_text())["runs"][0]
+    assert settings["max_side"] == 64

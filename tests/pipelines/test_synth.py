@@ -17,6 +17,7 @@ from deblurcli.pipelines.synth import (
     Range,
     SynthSettings,
     build_dataset,
+    downscale,
     pair_name,
     plan_sources,
 )
@@ -205,3 +206,15 @@ def test_photos_smaller_than_the_crop_fail_by_name_and_the_rest_is_made(tmp_path
     assert str(small) in failed[str(small)]
     assert str(broken) in failed
     assert len(_manifest(tmp_path / "ds")) == 5
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_downscale_keeps_aspect_and_never_enlarges(dtype):
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, np.iinfo(dtype).max, (300, 400, 3)).astype(dtype)
+    small = downscale(wide, 200)
+    assert small.shape == (150, 200, 3) and small.dtype == dtype
+    assert np.array_equal(small, cv2.resize(wide, (200, 150), interpolation=cv2.INTER_AREA))
+    gray = wide[:, :, 0].T.copy()  # 400 x 300, portrait, 2-D
+    assert downscale(gray, 100).shape == (100, 75)
+    assert downscale(wide, 400) is wide and downscale(wide, None) is wide
