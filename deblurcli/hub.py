@@ -19,12 +19,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from filelock import FileLock
 
 from deblurcli.download import Progress, Target, fetch, file_digest
 from deblurcli.errors import DeblurError, DownloadError, WeightsError
+
+if TYPE_CHECKING:
+    from deblurcli.models._builder import WeightsInfo
+    from deblurcli.models.layers import PaddedGenerator
 
 MANIFEST_PACKAGE = "deblurcli.weights"  # the repository's weights/ folder, packaged
 INDEX = "index.json"
@@ -257,42 +262,77 @@ def _inspect(path: Path) -> tuple[str, str]:
     return info.architecture, OFFICIAL if info.official else EVAL_MODE
 
 
+def _load_checkpoint(source: Path) -> tuple[PaddedGenerator, WeightsInfo, dict[str, str]]:
+    """The model a checkpoint holds, what it is, and the header strings worth keeping."""
+    from deblurcli.models._builder import load_model
+
+    if not source.is_file():
+        raise WeightsError("does not exist or is not a file", source)
+    model, info = load_model(source)
+    own_keys = ("format", "architecture", "config", "statistics")
+    extra = {k: v for k, v in (info.metadata or {}).items() if k not in own_keys}
+    if info.official:
+        extra["semantics"] = "official"
+    extra["imported_from"] = source.name  # recipe and validation of our own runs are kept
+    return model, info, extra
+
+
+def _write_checkpoint(
+    loaded: tuple[PaddedGenerator, WeightsInfo, dict[str, str]], dest: Path, half: bool
+) -> None:
+    import torch
+
+    from deblurcli.models._builder import save_weights
+
+    model, info, extra = loaded
+    dtype = torch.float16 if half else torch.float32
+    try:
+        save_weights(model, dest, info.architecture, _config(info), dtype, metadata=extra)
+    except OSError as exc:
+        hint = (
+            "set DEBLURCLI_HOME to a writable folder"
+            if dest.parent == cache_dir()
+            else ("choose a writable folder")
+        )
+        raise WeightsError(f"cannot be written ({exc.strerror}): {hint}", dest) from None
+
+
+def convert_weights(source: Path, dest: Path, half: bool = False) -> WeightsInfo:
+    """Rewrite an official or own checkpoint as a deblurcli ``.safetensors`` file at ``dest``.
+
+    Our own files keep their recipe and validation scores; ``half`` stores
+    the floating-point tensors as fp16 (half the size; models still run in
+    fp32 after loading).
+
+    Raises:
+        WeightsError: unreadable, unsafe or unrecognised file, or ``dest`` not writable.
+    """
+    loaded = _load_checkpoint(source)
+    _write_checkpoint(loaded, dest, half)
+    return loaded[1]
+
+
 def import_weights(
-    source: Path, name: str | None = None, origin: str | None = None
+    source: Path, name: str | None = None, origin: str | None = None, half: bool = False
 ) -> WeightsEntry:
     """Convert an official or own checkpoint to safetensors in the cache, and record it.
 
     Raises:
         WeightsError: unreadable, unsafe or unrecognised file, or a name the manifest uses.
     """
-    from deblurcli.models._builder import load_model, save_weights
-
-    if not source.is_file():
-        raise WeightsError("does not exist or is not a file", source)
     entry_name = name or source.stem
     listed = manifest().get(entry_name)
-    model, info = load_model(source)
+    loaded = _load_checkpoint(source)
+    info = loaded[1]
     if listed is not None and listed.architecture != info.architecture:
         raise WeightsError(
             f"{entry_name!r} names {listed.architecture!r} weights in the manifest, and this "
             f"file holds {info.architecture!r}: choose another --name",
             source,
         )
-    own_keys = ("format", "architecture", "config", "statistics")
-    extra = {k: v for k, v in (info.metadata or {}).items() if k not in own_keys}
-    if info.official:
-        extra["semantics"] = "official"
-    extra["imported_from"] = source.name  # recipe and validation of our own runs are kept
     file_name = f"{entry_name}.safetensors"
     dest = cache_dir() / file_name
-    try:
-        save_weights(model, dest, info.architecture, _config(info), metadata=extra)
-    except OSError as exc:
-        raise WeightsError(
-            f"cannot write to the weights cache ({exc.strerror}): set DEBLURCLI_HOME to a "
-            "writable folder",
-            dest.parent,
-        ) from None
+    _write_checkpoint(loaded, dest, half)
     entry = WeightsEntry(
         name=entry_name,
         architecture=info.architecture,

@@ -174,22 +174,50 @@ def _saved_model(run: Path) -> str:
 @app.command("export", no_args_is_help=True)
 def export(
     run: Annotated[Path, typer.Argument(help="A run folder written by deblur train.")],
-    name: Annotated[str, typer.Option("--name", help="Name to use with --weights.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name to use with --weights (in the cache).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the weight file here instead of the cache."),
+    ] = None,
     which: Annotated[
         str, typer.Option("--which", help="best (by validation PSNR) or last.")
     ] = "best",
+    half: Annotated[
+        bool, typer.Option("--half", help="Store fp16 tensors: half the size, same outputs.")
+    ] = False,
 ) -> None:
-    """Put a run's EMA weights in the cache under NAME, for deblur deblur --weights NAME."""
+    """Export a run's EMA weights: into the cache under NAME, or to a file (-o).
+
+    Examples: deblur train export runs/m1 --name my-model;
+    deblur train export runs/m1 -o weights/my_model.safetensors --half
+    """
     from deblurcli import hub
+    from deblurcli.download import file_digest
     from deblurcli.errors import UsageError
 
+    if (name is None) == (output is None):
+        raise UsageError("give either --name (into the cache) or --output FILE")
     source = run / f"{which}.safetensors"
     if which not in ("best", "last") or not source.is_file():
         raise UsageError(f"has no {which}.safetensors (train with validation data for 'best')", run)
+    console = stdout_console()
+    if output is not None:
+        if output.suffix != ".safetensors":
+            raise UsageError("must end in .safetensors", output)
+        info = hub.convert_weights(source, output, half)
+        console.print(
+            f"wrote {escape(str(output))} ({info.architecture}, {output.stat().st_size} bytes, "
+            f"{file_digest(output)})",
+            highlight=False,
+        )
+        return
+    assert name is not None
     entry = hub.import_weights(
-        source, name, origin=f"trained by deblurcli (run {run.name}, {which})"
+        source, name, origin=f"trained by deblurcli (run {run.name}, {which})", half=half
     )
-    stdout_console().print(
+    console.print(
         f"exported {escape(entry.name)} ({entry.architecture}): use --weights {escape(entry.name)}",
         highlight=False,
     )

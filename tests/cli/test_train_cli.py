@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors import safe_open
 
+from deblurcli.models._builder import load_model
 from tests.cli import run_cli
 
 
@@ -13,7 +16,9 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return run_cli(monkeypatch, capsys, *args)
 
 
-def test_train_export_and_deblur_with_the_exported_name(monkeypatch, capsys, tmp_path, dataset):
+def test_train_export_and_deblur_with_the_exported_name(
+    monkeypatch, capsys, tmp_path, dataset, private_weights_cache
+):
     run_dir = tmp_path / "run"
     args = ["train", "--model", "mobilenet-dsc", "--data", str(dataset / "train"), "-o",
             str(run_dir), "--steps", "4", "--batch-size", "4", "--crop", "64", "--val-every", "2",
@@ -38,6 +43,24 @@ def test_train_export_and_deblur_with_the_exported_name(monkeypatch, capsys, tmp
     )
     assert code == 0, stderr
     assert len(list((tmp_path / "out").iterdir())) == len(list(photos.iterdir()))
+
+    half = tmp_path / "shipped" / "mine_fp16.safetensors"
+    code, stdout, stderr = cli(
+        monkeypatch, capsys, "train", "export", str(run_dir), "-o", str(half), "--half"
+    )
+    assert code == 0, stderr
+    assert f"{half.stat().st_size} bytes" in stdout and "sha256:" in stdout
+    with safe_open(str(half), "pt") as f:
+        assert f.metadata()["validation"]  # the run's scores travel with the weights
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    full, _ = load_model(private_weights_cache / "weights" / "mine.safetensors")
+    shrunk, _ = load_model(half)
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert (full(image) - shrunk(image)).abs().max() < 2e-2
+    code, _, stderr = cli(monkeypatch, capsys, "train", "export", str(run_dir))
+    assert code == 2 and "--name" in stderr
 
 
 @pytest.mark.parametrize(
