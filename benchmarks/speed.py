@@ -1,11 +1,19 @@
 """Speed and peak memory of ``deblur deblur``'s restore path on this machine.
 
 Each case runs in a fresh subprocess so that its peak resident memory
-(VmHWM) is its own. Weights are random (speed does not depend on their
-values); eval-mode models tile, official-semantics models run whole images.
+(VmHWM) is its own. Weights are random with batch norms holding running
+statistics, as our trained weights do (speed does not depend on the values).
+
+``default`` is the path ``deblur deblur`` takes with our weights: eval-mode
+norms folded into the convolutions, channels-last, automatic tiles.
+``official`` runs the same network the way DeblurGAN-v2's ``predict.py``
+does: whole image, per-image (train-mode) normalisation, fp32, NCHW.
+``--compare`` times both on the same image in one run and prints the ratio.
 
     python benchmarks/speed.py                      # every backbone at 1280x720, CPU
+    python benchmarks/speed.py --compare --backbones mobilenet,mobilenet-dsc
     python benchmarks/speed.py --megapixels 24 --backbones mobilenet
+    python benchmarks/speed.py --device cuda --precisions fp32,fp16,bf16
     python benchmarks/speed.py --tiling             # tiled against untiled cost
 """
 
@@ -29,6 +37,7 @@ def run_case(
     device: str,
     precision: str,
     repeats: int,
+    semantics: str = "default",
 ) -> dict:
     """Time ``Restorer.restore_array`` on one random photo-sized array (in this process)."""
     import numpy as np
@@ -36,10 +45,13 @@ def run_case(
 
     from deblurcli.device import resolve_device, resolve_precision
     from deblurcli.models import build_model
+    from deblurcli.models.layers import set_statistics
     from deblurcli.pipelines.restore import Restorer
 
     torch.manual_seed(0)
     model = build_model(backbone, {} if backbone == "resnet" else {"norm": "batch"})
+    if semantics == "official":
+        set_statistics(model, "per_image")  # train-mode norms, as predict.py runs them
     torch_device = resolve_device(device)
     restorer = Restorer(
         model,
@@ -58,14 +70,18 @@ def run_case(
         _, report = restorer.restore_array(pixels)
         times.append(time.perf_counter() - started)
     best = min(times)
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if torch_device.type == "cuda" else 0
     return {
         "backbone": backbone,
+        "semantics": semantics,
+        "precision": precision,
         "size": f"{width}x{height}",
         "tile": report.tile,
         "overlap": overlap,
         "seconds": round(best, 3),
         "mp_per_s": round(width * height / 1e6 / best, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_gpu_mb": round(peak_gpu, 1),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -87,8 +103,11 @@ def main() -> None:
     parser.add_argument(
         "--tiling", action="store_true", help="compare untiled with 512px and 256px tiles"
     )
+    parser.add_argument(
+        "--compare", action="store_true", help="also time official DeblurGAN-v2 semantics"
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,bf16")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,24 +121,36 @@ def main() -> None:
         width, height = 1280, 720
     whole = 1 << 20  # larger than any image: one tile
     tiles = [whole, 512, 256] if args.tiling else [args.tile]
-    print(f"{'backbone':<14}{'size':>11}{'tile':>6}{'seconds':>9}{'MP/s':>8}{'peak RSS MB':>13}")
+    print(
+        f"{'backbone':<14}{'semantics':>10}{'precision':>10}{'size':>11}{'tile':>6}"
+        f"{'seconds':>9}{'MP/s':>8}{'peak RSS MB':>13}{'peak GPU MB':>13}{'speed-up':>10}"
+    )
     for backbone in args.backbones.split(","):
-        for tile in tiles:
-            result = _in_subprocess(
-                backbone=backbone,
-                width=width,
-                height=height,
-                tile=tile,
-                overlap=args.overlap,
-                device=args.device,
-                precision=args.precision,
-                repeats=args.repeats,
-            )
-            print(
-                f"{backbone:<14}{result['size']:>11}{result['tile']:>6}{result['seconds']:>9}"
-                f"{result['mp_per_s']:>8}{result['peak_rss_mb']:>13}",
-                flush=True,
-            )
+        official = None
+        if args.compare:
+            official = _in_subprocess(
+                backbone=backbone, width=width, height=height, tile=whole, overlap=args.overlap,
+                device=args.device, precision="fp32", repeats=args.repeats, semantics="official",
+            )  # fmt: skip
+            _print_row(official, official)
+        for precision in args.precisions.split(","):
+            for tile in tiles:
+                result = _in_subprocess(
+                    backbone=backbone, width=width, height=height, tile=tile,
+                    overlap=args.overlap, device=args.device, precision=precision,
+                    repeats=args.repeats,
+                )  # fmt: skip
+                _print_row(result, official)
+
+
+def _print_row(result: dict, official: dict | None) -> None:
+    ratio = f"{official['seconds'] / result['seconds']:.2f}x" if official else ""
+    print(
+        f"{result['backbone']:<14}{result['semantics']:>10}{result['precision']:>10}"
+        f"{result['size']:>11}{result['tile']:>6}{result['seconds']:>9}{result['mp_per_s']:>8}"
+        f"{result['peak_rss_mb']:>13}{result['peak_gpu_mb']:>13}{ratio:>10}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

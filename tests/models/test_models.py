@@ -13,7 +13,7 @@ from deblurcli.errors import WeightsError
 from deblurcli.models import build_model, get_spec, list_models
 from deblurcli.models._builder import create_model, load_model, save_weights
 from deblurcli.models.deblurgan_v1 import NLayerDiscriminator
-from deblurcli.models.layers import set_statistics
+from deblurcli.models.layers import fold_batch_norms, set_statistics
 from deblurcli.ops.tiling import tiled_forward
 from tests.conftest import (
     LAYOUTS,
@@ -206,3 +206,34 @@ def test_model_specs_describe_memory_and_tasks():
     for name in DEBLUR_MODELS:
         spec = get_spec(name)
         assert spec.task == "deblur" and spec.memory_per_pixel > 0 and spec.description
+
+
+@pytest.mark.parametrize("name", ["mobilenet", "mobilenet-dsc"])
+def test_folding_batch_norms_keeps_outputs_and_removes_every_norm(name):
+    model = build_model(name, {"norm": "batch"}).eval()
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # statistics a real run would leave
+            for tensor, low, high in [
+                (module.running_mean, -0.5, 0.5), (module.running_var, 0.2, 2.0),
+                (module.weight, 0.5, 1.5), (module.bias, -0.3, 0.3),
+            ]:  # fmt: skip
+                tensor.data = torch.rand(tensor.shape, generator=generator) * (high - low) + low
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(1, 3, 96, 128, generator=generator) * 2 - 1
+    with torch.no_grad():
+        expected = model(x)
+        assert fold_batch_norms(model) == norms > 30
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        nhwc = model.to(memory_format=torch.channels_last)
+        assert torch.allclose(nhwc(x.contiguous(memory_format=torch.channels_last)), expected,
+                              atol=1e-5)  # fmt: skip
+
+
+def test_folding_needs_eval_mode_and_leaves_per_image_norms():
+    model = build_model("mobilenet-dsc", {"norm": "batch"})
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(model.train())
+    set_statistics(model, "per_image")
+    assert fold_batch_norms(model.eval()) == 0
