@@ -121,7 +121,15 @@ def train(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    trainer = Trainer(config, train_source, val_source, output, resolve_device(device), resume)
+    trainer = Trainer(
+        config,
+        train_source,
+        val_source,
+        output,
+        resolve_device(device),
+        resume,
+        resume_steps=steps if resume else None,
+    )
     err = stderr_console()
     progress = count_progress(err, "steps")
     task = progress.add_task("train", total=trainer.config.steps, completed=trainer.step, rate="")

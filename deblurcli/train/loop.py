@@ -68,6 +68,11 @@ def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
+def _follow_schedule(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+
+
 def _start_as_identity(model: torch.nn.Module) -> torch.nn.Module:
     """Zero the last convolution: the residual generators then start as the identity,
     so training begins from the blurred input instead of from added noise."""
@@ -102,10 +107,11 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         resume: bool = False,
+        resume_steps: int | None = None,
     ) -> None:
         self.rank, self.world = _distributed()
         self.run_dir, self.device = run_dir, device
-        config = self._check_run_folder(config, resume)
+        config = self._check_run_folder(config, resume, resume_steps)
         if config.model not in list_models("deblur"):
             raise UsageError(
                 f"unknown --model {config.model!r}: use {', '.join(list_models('deblur'))}"
@@ -153,13 +159,24 @@ class Trainer:
         self.best_psnr = -math.inf
         if resume:
             self._load(run_dir / CHECKPOINT)
+            if self.step > config.steps:
+                raise UsageError(
+                    f"is already at step {self.step}: --steps must be at least that", run_dir
+                )
+            for optimizer in (self.opt_g, self.opt_d):  # the schedule of the (new) length
+                if optimizer is not None:
+                    _follow_schedule(optimizer, _lr_factor(config)(self.step))
         elif self.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.json").write_text(config.as_json() + "\n")
 
     # -- set-up -------------------------------------------------------------------------
 
-    def _check_run_folder(self, config: TrainConfig, resume: bool) -> TrainConfig:
+    def _check_run_folder(
+        self, config: TrainConfig, resume: bool, resume_steps: int | None
+    ) -> TrainConfig:
+        """The config to run: ``config`` for a new run; the saved one when resuming,
+        with ``resume_steps`` (if given) as its new length, longer or shorter."""
         saved = self.run_dir / "config.json"
         if resume:
             if not (self.run_dir / CHECKPOINT).is_file() or not saved.is_file():
@@ -171,7 +188,7 @@ class Trainer:
                     f"--model {previous.model} or choose another folder",
                     self.run_dir,
                 )
-            return replace(previous, steps=max(config.steps, previous.steps))
+            return replace(previous, steps=resume_steps or previous.steps)
         if saved.exists() or (self.run_dir / CHECKPOINT).exists():
             raise UsageError(
                 "holds another run: pass --resume to continue it, or choose a new folder",

@@ -178,3 +178,21 @@ def test_two_processes_with_torchrun_and_gloo(dataset, tmp_path):
     assert np.isfinite(
         model(image.permute(2, 0, 1)[None].float() / 127.5 - 1).detach().numpy()
     ).all()
+
+
+def test_resume_can_shorten_or_extend_the_run_but_not_below_its_step(dataset, tmp_path):
+    train = find_data(dataset / "train")
+    run = tmp_path / "run"
+    first = Trainer(_config(steps=40, val_every=4), train, None, run, CPU)
+    for report in first.run():  # stopped after the checkpoint at step 4
+        if report.step == 4:
+            break
+    kept = Trainer(_config(), train, None, run, CPU, resume=True)
+    assert kept.config.steps == 40
+    shorter = Trainer(_config(), train, None, run, CPU, resume=True, resume_steps=6)
+    assert shorter.config.steps == 6
+    assert shorter.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 1 / 3))  # new decay
+    list(shorter.run())
+    assert shorter.step == 6
+    with pytest.raises(UsageError, match="already at step 6"):
+        Trainer(_config(), train, None, run, CPU, resume=True, resume_steps=5)
