@@ -15,6 +15,7 @@ import typer
 from deblurcli._version import __version__
 from deblurcli.cli._console import AppState, error_line, stderr_console
 from deblurcli.cli.deblur import deblur
+from deblurcli.cli.enhance import enhance
 from deblurcli.cli.score import score
 from deblurcli.cli.synth import synth_blur
 from deblurcli.cli.train import app as train_app
@@ -23,7 +24,7 @@ from deblurcli.errors import DeblurError
 
 app = typer.Typer(
     name="deblur",
-    help="Restore batches of photographs: deblur camera shake with DeblurGAN networks.",
+    help="Restore batches of photographs: deblur camera shake, enhance exposure and colour.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -48,11 +49,12 @@ def main(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = None,
 ) -> None:
-    """Restore batches of photographs: deblur camera shake with DeblurGAN networks."""
+    """Restore batches of photographs: deblur camera shake, enhance exposure and colour."""
     ctx.obj = AppState(verbose=verbose)
 
 
 app.command("deblur", no_args_is_help=True)(deblur)
+app.command("enhance", no_args_is_help=True)(enhance)
 app.command("synth-blur", no_args_is_help=True)(synth_blur)
 app.command("score", no_args_is_help=True)(score)
 app.add_typer(train_app, name="train")
@@ -72,12 +74,13 @@ def run() -> None:
         error_line(stderr_console(), "interrupted")
         sys.exit(130)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        # Recognised by shape, not class: recent Typer raises its own vendored copy of
+        # click's exceptions, which are not click.ClickException.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
         raise
     sys.exit(code if isinstance(code, int) else 0)
