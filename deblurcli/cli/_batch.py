@@ -7,11 +7,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from deblurcli.cli._console import (
+    download_progress,
     error_line,
     megapixel_progress,
     skipped_file_warner,
@@ -19,13 +21,73 @@ from deblurcli.cli._console import (
     stdout_console,
     summary_table,
 )
-from deblurcli.errors import UsageError
+from deblurcli.errors import UsageError, WeightsError
+
+if TYPE_CHECKING:
+    from deblurcli.pipelines.restore import Restorer
 
 
 def check_output_dir(out_dir: Path) -> None:
     """Refuse an output path that exists and is not a folder (a usage error)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError("exists and is not a folder: choose a folder for --output", out_dir)
+
+
+def load_restorer(
+    *,
+    task: str,
+    architecture: str | None,
+    default_architecture: str,
+    weights: str | None,
+    device: str,
+    precision: str,
+    tile: int,
+    overlap: int,
+    strength: float = 1.0,
+) -> tuple[Restorer, str]:
+    """Resolve the weights (downloading with a progress bar), load them, build the Restorer.
+
+    Returns:
+        The restorer and a one-line header saying what runs where.
+
+    Raises:
+        WeightsError: no default weights, or weights made for another task.
+        DownloadError, DeviceError: as their names say.
+    """
+    from deblurcli.device import resolve_device, resolve_precision
+    from deblurcli.hub import no_default_weights, resolve_weights
+    from deblurcli.models import get_spec
+    from deblurcli.models._builder import load_model
+    from deblurcli.pipelines.restore import Restorer
+
+    torch_device = resolve_device(device)
+    dtype = resolve_precision(precision, torch_device)
+    if weights is None:
+        name = architecture or default_architecture
+        weights = get_spec(name).default_weights
+        if weights is None:
+            raise no_default_weights(name)
+    progress, on_bytes = download_progress(stderr_console(), f"weights {weights}")
+    with progress:
+        weights_path = resolve_weights(weights, on_bytes)
+    model, info = load_model(weights_path, architecture=architecture)
+    found = get_spec(info.architecture).task
+    if found != task:
+        command = "deblur deblur" if found == "deblur" else "deblur enhance"
+        raise WeightsError(f"holds {found} weights ({info.architecture}): use {command}", info.path)
+    restorer = Restorer(
+        model, info.architecture, info, torch_device, dtype, tile, overlap, strength
+    )
+    semantics = (
+        "official semantics: per-image normalisation, whole-image runs"
+        if info.official
+        else "eval-mode normalisation, tiled"
+    )
+    header = (
+        f"[bold]{info.architecture}[/] from {escape(info.path.name)} ({semantics}) on "
+        f"{torch_device} in {str(dtype).removeprefix('torch.')}"
+    )
+    return restorer, header
 
 
 def run_images(

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from deblurcli.cli import _options as opt
-from deblurcli.cli._batch import check_output_dir, run_images
-from deblurcli.cli._console import download_progress, stderr_console
+from deblurcli.cli._batch import check_output_dir, load_restorer, run_images
 from deblurcli.errors import UsageError
 
 MODEL_PANEL = "Model"
@@ -64,33 +63,15 @@ def deblur(
         raise UsageError(f"unknown --backbone {backbone!r}: use one of {', '.join(BACKBONES)}")
     check_output_dir(output)
 
-    from deblurcli.device import resolve_device, resolve_precision
-    from deblurcli.hub import no_default_weights, resolve_weights
-    from deblurcli.models import get_spec
-    from deblurcli.models._builder import load_model
-    from deblurcli.pipelines.restore import Restorer
-
-    torch_device = resolve_device(device)
-    dtype = resolve_precision(precision, torch_device)
-    if weights is None:
-        name = backbone or "mobilenet"
-        default = get_spec(name).default_weights
-        if default is None:
-            raise no_default_weights(name)
-        weights = default
-    progress, on_bytes = download_progress(stderr_console(), f"weights {weights}")
-    with progress:
-        weights_path = resolve_weights(weights, on_bytes)
-    model, info = load_model(weights_path, architecture=backbone)
-    restorer = Restorer(model, info.architecture, info, torch_device, dtype, tile, tile_overlap)
-    semantics = (
-        "official semantics: per-image normalisation, whole-image runs"
-        if info.official
-        else "eval-mode normalisation, tiled"
-    )
-    header = (
-        f"[bold]{info.architecture}[/] from {info.path.name} ({semantics}) on "
-        f"{torch_device} in {str(dtype).removeprefix('torch.')}"
+    restorer, header = load_restorer(
+        task="deblur",
+        architecture=backbone,
+        default_architecture="mobilenet",
+        weights=weights,
+        device=device,
+        precision=precision,
+        tile=tile,
+        overlap=tile_overlap,
     )
     run_images(
         title="Deblurring",

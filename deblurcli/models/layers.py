@@ -81,6 +81,28 @@ class PaddedGenerator(nn.Module):
         raise NotImplementedError
 
 
+class GlobalContextGenerator(PaddedGenerator):
+    """Base for generators whose output also depends on a vector computed from the
+    whole image (Deep Photo Enhancer's global features).
+
+    Tiled inference computes :meth:`global_features` once from the whole image
+    and passes it to :meth:`forward_with_context` for every tile, so tiles
+    agree with the untiled result.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Enhance whole images: (N, 3, H, W) in [-1, 1] -> the same shape."""
+        return self.forward_with_context(x, self.global_features(x))
+
+    def global_features(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) whole images -> (N, C, 1, 1) context vectors."""
+        raise NotImplementedError
+
+    def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) images or tiles, any size, with their images' context -> same shape."""
+        raise NotImplementedError
+
+
 def set_statistics(model: PaddedGenerator, statistics: Statistics) -> None:
     """Choose whether norm layers use running buffers or each image's own statistics.
 

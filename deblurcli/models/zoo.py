@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deblurcli.models import deblurgan_v1, deblurgan_v2
+from deblurcli.models import deblurgan_v1, deblurgan_v2, dpe
 from deblurcli.models._registry import register_model
 from deblurcli.models.deblurgan_v2 import (
     FPNGenerator,
@@ -74,3 +74,14 @@ def inception(norm: Norm = "instance") -> FPNGenerator:
         pad_laterals=True,
         min_size=128,
     )
+
+
+@register_model(
+    "dpe",
+    task="enhance",
+    memory_per_pixel=700,
+    description="Deep Photo Enhancer global U-Net (exposure, contrast, colour; 3.0 M parameters)",
+)
+def dpe_unet(global_size: int = 512) -> dpe.DPEGenerator:
+    """DPE's global U-Net; the global path sees a ``global_size`` square copy."""
+    return dpe.DPEGenerator(global_size=global_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ import torch
 from deblurcli.device import free_memory_bytes
 from deblurcli.models import get_spec
 from deblurcli.models._builder import WeightsInfo
-from deblurcli.models.layers import PaddedGenerator, fold_batch_norms
+from deblurcli.models.layers import GlobalContextGenerator, PaddedGenerator, fold_batch_norms
 from deblurcli.ops.color import pixels_to_tensor, rgb_to_gray, tensor_to_pixels
 from deblurcli.ops.tiling import auto_tile_size, tiled_forward_with_backoff
 
@@ -77,6 +78,11 @@ class Restorer:
         dtype: compute precision.
         tile: tile side; 0 picks one from free memory.
         overlap: pixels shared by neighbouring tiles.
+        strength: blend of the result with the input (1 = the network's output,
+            0 = the input unchanged).
+
+    Models with global context (:class:`GlobalContextGenerator`) get their
+    context vector from the whole image once; every tile then uses it.
     """
 
     def __init__(
@@ -88,8 +94,10 @@ class Restorer:
         dtype: torch.dtype = torch.float32,
         tile: int = 0,
         overlap: int = 64,
+        strength: float = 1.0,
     ) -> None:
         self.model = prepare_for_inference(model, device, dtype)
+        self.strength = strength
         self.channels_last = _uses_channels_last(model, device)
         self.info = info
         self.device = device
@@ -139,8 +147,12 @@ class Restorer:
         _, _, height, width = image.shape
         tile, notes = self.choose_tile(height, width)
         retries: list[int] = []
+        forward = self._forward_tile
+        if isinstance(self.model, GlobalContextGenerator):
+            context = self.model.global_features(self._to_model(image.to(self.device, self.dtype)))
+            forward = partial(self._forward_tile, context=context)
         output, used = tiled_forward_with_backoff(
-            self._forward_tile,
+            forward,
             image,
             tile,
             self.overlap,
@@ -153,12 +165,22 @@ class Restorer:
             notes = (*notes, f"out of memory: retried with {retries[-1]}px tiles")
             if not self.tiles_exactly and _PER_IMAGE_TILING_NOTE not in notes:
                 notes = (*notes, _PER_IMAGE_TILING_NOTE)
+        if self.strength != 1.0:
+            output = image + self.strength * (output - image)
         return output.clamp_(0.0, 1.0), RestoreReport(used, notes)
 
-    def _forward_tile(self, tile: torch.Tensor) -> torch.Tensor:
+    def _to_model(self, tile: torch.Tensor) -> torch.Tensor:
+        """[0, 1] pixels -> the network's [-1, 1] input, in its memory layout."""
         if self.channels_last:
             tile = tile.contiguous(memory_format=torch.channels_last)
-        return (self.model(tile * 2 - 1) + 1) / 2
+        return tile * 2 - 1
+
+    def _forward_tile(
+        self, tile: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if context is None:
+            return (self.model(self._to_model(tile)) + 1) / 2
+        return (self.model.forward_with_context(self._to_model(tile), context) + 1) / 2
 
     def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
         """Restore (H, W, C) uint8/uint16 pixels, C = 1 or 3; returns the same shape and dtype."""

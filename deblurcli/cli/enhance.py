@@ -1,0 +1,86 @@
+"""``deblur enhance``: Deep Photo Enhancer retouching (exposure, contrast, colour)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from deblurcli.cli import _options as opt
+from deblurcli.cli._batch import check_output_dir, load_restorer, run_images
+from deblurcli.errors import UsageError
+
+MODEL_PANEL = "Model"
+
+
+def enhance(
+    ctx: typer.Context,
+    inputs: opt.Inputs,
+    output: opt.OutputDir,
+    strength: Annotated[
+        float,
+        typer.Option(
+            "--strength",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=MODEL_PANEL,
+            help="Blend with the input: 1 is the full enhancement, 0 leaves photos unchanged.",
+        ),
+    ] = 1.0,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            envvar="DEBLURCLI_ENHANCE_WEIGHTS",
+            show_envvar=True,
+            rich_help_panel=MODEL_PANEL,
+            help="Enhancer weights: a name from 'deblur weights list', a deblurcli "
+            ".safetensors file or an https URL (default: the shipped dpe weights).",
+        ),
+    ] = None,
+    tile: opt.Tile = 0,
+    tile_overlap: opt.TileOverlap = 64,
+    device: opt.Device = "auto",
+    precision: opt.Precision = "auto",
+    recursive: opt.Recursive = False,
+    fmt: opt.Format = "keep",
+    quality: opt.Quality = 95,
+    suffix: opt.Suffix = "",
+    overwrite: opt.Overwrite = False,
+    side_by_side: opt.SideBySide = False,
+    as_json: opt.Json = False,
+) -> None:
+    """Improve exposure, contrast and colour of photographs, at full resolution.
+
+    Example: deblur enhance ./photos -o ./enhanced --strength 0.8
+    """
+    if fmt not in opt.FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
+    check_output_dir(output)
+    restorer, header = load_restorer(
+        task="enhance",
+        architecture=None,
+        default_architecture="dpe",
+        weights=weights,
+        device=device,
+        precision=precision,
+        tile=tile,
+        overlap=tile_overlap,
+        strength=strength,
+    )
+    run_images(
+        title="Enhancing",
+        inputs=inputs,
+        out_dir=output,
+        restorer=restorer,
+        fmt=fmt,
+        quality=quality,
+        suffix=suffix,
+        recursive=recursive,
+        overwrite=overwrite,
+        side_by_side=side_by_side,
+        as_json=as_json,
+        verbose=ctx.obj.verbose,
+        header=f"{header}, strength {strength:g}",
+    )
