@@ -29,11 +29,26 @@ def train(
     ctx: typer.Context,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="mobilenet, mobilenet-dsc, inception or resnet."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="mobilenet, mobilenet-dsc, inception, resnet, or dpe (the enhancer).",
+        ),
     ] = None,
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Training pairs (synth-blur or GoPro layout) or sharp photos."),
+        typer.Option(
+            "--data",
+            help="Training pairs (blur/sharp or input/target folders) or good photos.",
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option("--source", help="dpe-2way: photos to enhance (unpaired)."),
+    ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option("--target", help="dpe-2way: photos in the wanted style (unpaired)."),
     ] = None,
     val: Annotated[
         Path | None,
@@ -46,8 +61,14 @@ def train(
         typer.Option("--output", "-o", help="Run folder (checkpoints, config, history)."),
     ] = None,
     preset: Annotated[
-        str, typer.Option("--preset", help="fast (CPU, no GAN), deblurgan or deblurgan-v2.")
-    ] = "fast",
+        str | None,
+        typer.Option(
+            "--preset",
+            show_default="fast, or dpe for --model dpe",
+            help="fast (CPU, no GAN), deblurgan, deblurgan-v2; dpe (MSE), dpe-gan (1-way "
+            "GAN) or dpe-2way (unpaired, --source/--target).",
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Generator steps.")] = None,
     epochs: Annotated[
         int | None,
@@ -68,6 +89,23 @@ def train(
     val_every: Annotated[
         int | None, _recipe("--val-every", "Steps between validations and checkpoints.")
     ] = None,
+    model_option: Annotated[
+        list[str] | None,
+        _recipe(
+            "--model-option",
+            "Architecture option KEY=VALUE, repeatable (e.g. global_size=256 for dpe).",
+        ),
+    ] = None,
+    gp_band: Annotated[
+        str | None,
+        _recipe("--gp-band", "Adaptive WGAN-GP: gradient-norm band LOW-HIGH, e.g. 0.95-1.05."),
+    ] = None,
+    gp_window: Annotated[
+        int | None, _recipe("--gp-window", "Adaptive WGAN-GP: steps in the moving average.")
+    ] = None,
+    max_side: Annotated[
+        int | None, _recipe("--max-side", "Shrink good photos to this longer side first, px.")
+    ] = None,
     seed: Annotated[int | None, _recipe("--seed", "Seed of every random choice.")] = None,
     workers: Annotated[
         int | None,
@@ -80,34 +118,50 @@ def train(
         bool, typer.Option("--resume", help="Continue the run in --output where it stopped.")
     ] = False,
 ) -> None:
-    """Train a deblurring model.
+    """Train a deblurring model or the enhancer.
 
-    Example: deblur train --model mobilenet --data ./dataset/train -o runs/m1 --steps 2000
+    Examples: deblur train --model mobilenet --data ./dataset/train -o runs/m1 --steps 2000;
+    deblur train --model dpe --data ./good_photos -o runs/e1 --max-side 512
     """
     if ctx.invoked_subcommand is not None:
         return
     from deblurcli.device import resolve_device
     from deblurcli.errors import UsageError
+    from deblurcli.pipelines.synth import Range
     from deblurcli.train.data import find_data
     from deblurcli.train.loop import Trainer
     from deblurcli.train.presets import resolve
+    from deblurcli.train.unpaired import UnpairedTrainer
 
-    if data is None or output is None or (model is None and not resume):
+    if output is None:
+        raise UsageError("deblur train needs --output, a run folder (see --help)")
+    config_model = model or _preset_model(preset) or (_saved_model(output) if resume else None)
+    if config_model is None:
         raise UsageError("deblur train needs --model, --data and --output (see --help)")
+    preset = preset or _default_preset(config_model)
+    unpaired = preset == "dpe-2way"
+    if unpaired and (source is None or target is None or data is not None):
+        raise UsageError("--preset dpe-2way trains on --source DIR and --target DIR, not --data")
+    if not unpaired and (data is None or source is not None or target is not None):
+        raise UsageError("--data DIR is needed (--source/--target are for --preset dpe-2way)")
     if steps is not None and epochs is not None:
         raise UsageError("--steps and --epochs exclude each other: choose one")
-    train_source = find_data(data)
-    if val is None and data.name == "train" and (data.parent / "val").is_dir():
-        val = data.parent / "val"
+    train_folder = source if unpaired else data
+    assert train_folder is not None
+    train_source = find_data(train_folder)
+    target_source = find_data(target) if unpaired and target is not None else None
+    if val is None and train_folder.name == "train" and (train_folder.parent / "val").is_dir():
+        val = train_folder.parent / "val"
     val_source = find_data(val) if val is not None else None
-    config_model = model or _saved_model(output)
     try:
+        band = Range.parse(gp_band) if gp_band is not None else None
         if epochs is not None:
             per_step = resolve(preset, batch_size=batch_size).batch_size
             steps = epochs * max(1, len(train_source) // per_step)
         config = resolve(
             preset,
             model=config_model,
+            model_config=_model_options(preset, model_option),
             steps=steps,
             batch_size=batch_size,
             crop=crop,
@@ -115,13 +169,18 @@ def train(
             gan_loss=gan_loss,
             critic=critic,
             critic_steps=critic_steps,
+            gp_band=(band.low, band.high) if band is not None else None,
+            gp_window=gp_window,
+            max_side=max_side,
             val_every=val_every,
             seed=seed,
             workers=workers,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    trainer = Trainer(
+    trainer_class = UnpairedTrainer if unpaired else Trainer
+    extra = {"target": target_source} if unpaired else {}
+    trainer = trainer_class(
         config,
         train_source,
         val_source,
@@ -129,6 +188,7 @@ def train(
         resolve_device(device),
         resume,
         resume_steps=steps if resume else None,
+        **extra,
     )
     err = stderr_console()
     progress = count_progress(err, "steps")
@@ -167,6 +227,39 @@ def train(
             ("best PSNR", f"{trainer.best_psnr:.2f} dB" if trainer.best_psnr > -1e9 else "-")
         )
         summary_table("Training", rows, stdout_console())
+
+
+def _model_options(preset: str, options: list[str] | None) -> dict | None:
+    """The preset's architecture options updated by ``KEY=VALUE`` strings (JSON values);
+    None when none are given."""
+    import json
+
+    from deblurcli.train.presets import resolve
+
+    if not options:
+        return None
+    config = dict(resolve(preset).model_config)
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-option {option!r}: expected KEY=VALUE")
+        try:
+            config[key] = json.loads(value)
+        except ValueError:
+            config[key] = value  # a bare word, e.g. norm=instance
+    return config
+
+
+def _preset_model(preset: str | None) -> str | None:
+    from deblurcli.train.presets import PRESETS
+
+    return PRESETS.get(preset or "", {}).get("model")
+
+
+def _default_preset(model: str) -> str:
+    from deblurcli.models import list_models
+
+    return "dpe" if model in list_models("enhance") else "fast"
 
 
 def _saved_model(run: Path) -> str:

@@ -96,5 +96,13 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build_model(name: str, config: Mapping[str, Any] | None = None) -> PaddedGenerator:
-    """A randomly initialised model ``name`` in eval mode, built with ``config`` options."""
-    return get_spec(name).build(**dict(config or {})).eval()
+    """A randomly initialised model ``name`` in eval mode, built with ``config`` options.
+
+    Raises:
+        UsageError: unknown model, or options its entry function does not take.
+    """
+    spec = get_spec(name)
+    try:
+        return spec.build(**dict(config or {})).eval()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"options {dict(config or {})} do not fit model {name!r}: {exc}") from None

@@ -1,10 +1,13 @@
-"""Training data: paired blur/sharp folders, or sharp photos blurred on the fly.
+"""Training data: paired folders, or good photos degraded on the fly.
 
 Paired layouts: any folder named ``blur`` pairs with its sibling ``sharp`` by
-relative path. That covers synth-blur datasets (``train/blur/NAME.png``,
-``train/sharp/NAME.png``) and GoPro (``GOPR0372_07_00/blur/000047.png``,
-``.../sharp/000047.png``). A folder without any ``blur`` folder is a folder
-of sharp photos, blurred on the fly by the synth-blur camera model.
+relative path, and ``input`` with ``target`` (enhancement pairs, as
+MIT-Adobe FiveK's originals and an expert's retouches). That covers
+synth-blur datasets (``train/blur/NAME.png``, ``train/sharp/NAME.png``) and
+GoPro (``GOPR0372_07_00/blur/000047.png``, ``.../sharp/000047.png``). A
+folder without such folders is a folder of good photos: for deblurring
+models they are blurred on the fly by the synth-blur camera model, for
+enhancers degraded by :mod:`deblurcli.ops.degrade`.
 
 Every sample's randomness (crop, flips, kernel, noise) comes from a generator
 seeded by (seed, epoch, index), so batches do not depend on DataLoader
@@ -13,6 +16,7 @@ workers, and a resumed run sees the same data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,10 @@ from torch.utils.data import Dataset
 
 from deblurcli.errors import InputImageError, UsageError
 from deblurcli.io.images import SUPPORTED_SUFFIXES, read_image
-from deblurcli.pipelines.synth import SynthSettings, synthesize_pairs
+from deblurcli.ops.degrade import degrade
+from deblurcli.pipelines.synth import SynthSettings, downscale, synthesize_pairs
+
+PAIR_FOLDERS = {"blur": "sharp", "input": "target"}  # degraded folder -> its good sibling
 
 
 def sample_seed(*parts: object) -> int:
@@ -52,14 +59,16 @@ class Source:
 
 
 def find_data(root: Path) -> Source:
-    """Pairs under ``blur``/``sharp`` folders, else sharp photos.
+    """Pairs under ``blur``/``sharp`` or ``input``/``target`` folders, else good photos.
 
     Raises:
-        UsageError: no images, or blur and sharp files that do not pair up.
+        UsageError: no images, or degraded and good files that do not pair up.
     """
     if not root.is_dir():
         raise UsageError("is not a folder of training images", root)
-    blur_dirs = sorted(p for p in root.rglob("blur") if p.is_dir())
+    blur_dirs = sorted(
+        p for name in PAIR_FOLDERS for p in root.rglob(name) if p.is_dir() and p != root
+    )
     if not blur_dirs:
         photos = _images(root)
         if not photos:
@@ -67,7 +76,8 @@ def find_data(root: Path) -> Source:
         return Source([], photos)
     pairs: list[tuple[Path, Path]] = []
     for blur_dir in blur_dirs:
-        sharp_dir = blur_dir.parent / "sharp"
+        good = PAIR_FOLDERS[blur_dir.name]
+        sharp_dir = blur_dir.parent / good
         blurred = {p.relative_to(blur_dir): p for p in _images(blur_dir)}
         sharp = (
             {p.relative_to(sharp_dir): p for p in _images(sharp_dir)} if sharp_dir.is_dir() else {}
@@ -77,18 +87,20 @@ def find_data(root: Path) -> Source:
         if missing or extra:
             example = (blur_dir / missing[0]) if missing else (sharp_dir / extra[0])
             raise UsageError(
-                f"{len(blurred)} blurred and {len(sharp)} sharp images do not pair up by name "
-                f"(first unpaired: {example}): every blur/NAME needs a sharp/NAME",
+                f"{len(blurred)} {blur_dir.name} and {len(sharp)} {good} images do not pair up "
+                f"by name (first unpaired: {example}): every {blur_dir.name}/NAME needs a "
+                f"{good}/NAME",
                 blur_dir.parent,
             )
         pairs += [(blurred[k], sharp[k]) for k in sorted(blurred)]
     if not pairs:
-        raise UsageError("its blur/ folders hold no images", root)
+        raise UsageError(f"its {blur_dirs[0].name}/ folders hold no images", root)
     return Source(pairs, [])
 
 
-def check_sizes(paths: list[Path], crop: int) -> None:
-    """Every image at least ``crop`` on each side (read from headers only).
+def check_sizes(paths: list[Path], crop: int, max_side: int | None = None) -> None:
+    """Every image at least ``crop`` on each side, after shrinking to ``max_side``
+    (read from headers only).
 
     Raises:
         InputImageError: the first image that is too small, or unreadable.
@@ -99,12 +111,37 @@ def check_sizes(paths: list[Path], crop: int) -> None:
                 width, height = header.size
         except OSError:
             raise InputImageError("cannot be read as an image", path) from None
+        if max_side is not None and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            width, height = round(width * scale), round(height * scale)
         if min(width, height) < crop:
             raise InputImageError(
                 f"is {width}×{height} px, smaller than the {crop} px training crop: "
                 "use a smaller --crop or remove it",
                 path,
             )
+
+
+def _load_photo(path: Path, max_side: int | None) -> np.ndarray:
+    """A good photo's pixels, shrunk to ``max_side`` (callers never write into them)."""
+    if max_side is None:
+        return read_image(path).pixels
+    return _load_shrunk(path, max_side)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_shrunk(path: Path, max_side: int) -> np.ndarray:
+    """Shrunk photos are small and read every epoch: the last 256 stay in memory."""
+    return downscale(read_image(path).pixels, max_side)
+
+
+def _degraded_pair(
+    pixels: np.ndarray, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(degraded, good) (3, H, W) in [-1, 1] from good pixels, by :func:`degrade`."""
+    good = _to_tensor(pixels)
+    degraded, _ = degrade((good + 1) / 2, generator)
+    return degraded * 2 - 1, good
 
 
 def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -118,22 +155,32 @@ def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
 
 
 class TrainingPairs(Dataset):
-    """Random ``crop``×``crop`` pairs with flips; (blur, sharp) in [-1, 1], (3, crop, crop).
+    """Random ``crop``×``crop`` pairs with flips; (degraded, good) in [-1, 1], (3, crop, crop).
 
     Args:
         source: what :func:`find_data` found.
         crop: crop side in pixels.
         seed: base seed of every random choice.
         synth: how sharp-only photos are blurred (its ``crop`` is set here).
+        task: ``deblur`` (good photos are blurred) or ``enhance`` (they are degraded).
+        max_side: good photos are first shrunk to this longer side.
     """
 
     def __init__(
-        self, source: Source, crop: int, seed: int, synth: SynthSettings | None = None
+        self,
+        source: Source,
+        crop: int,
+        seed: int,
+        synth: SynthSettings | None = None,
+        task: str = "deblur",
+        max_side: int | None = None,
     ) -> None:
         self.source = source
         self.crop = crop
         self.seed = seed
         self.epoch = 0
+        self.task = task
+        self.max_side = max_side
         self.synth = SynthSettings(crop=(crop, crop), **_synth_fields(synth))
 
     def set_epoch(self, epoch: int) -> None:
@@ -154,14 +201,20 @@ class TrainingPairs(Dataset):
             y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
             x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
             window = (slice(y, y + self.crop), slice(x, x + self.crop))
-            blurred, sharp = blurred[window], sharp[window]
+            pair = torch.stack([_to_tensor(blurred[window]), _to_tensor(sharp[window])])
+        elif self.task == "enhance":
+            photo = _load_photo(self.source.sharp_only[index], self.max_side)
+            g = torch.Generator().manual_seed(seed)
+            height, width = photo.shape[:2]
+            y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
+            x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
+            pair = torch.stack(_degraded_pair(photo[y : y + self.crop, x : x + self.crop], g))
         else:
-            photo = read_image(self.source.sharp_only[index]).pixels
+            photo = _load_photo(self.source.sharp_only[index], self.max_side)
             made = synthesize_pairs(photo, [seed], self.synth)[0]
-            blurred, sharp = made.blurred, made.sharp
+            pair = torch.stack([_to_tensor(made.blurred), _to_tensor(made.sharp)])
             g = torch.Generator().manual_seed(seed ^ 0x5EED)
         flips = torch.randint(0, 2, (3,), generator=g).tolist()
-        pair = torch.stack([_to_tensor(blurred), _to_tensor(sharp)])
         if flips[0]:
             pair = pair.flip(-1)
         if flips[1]:
@@ -180,14 +233,23 @@ def _synth_fields(synth: SynthSettings | None) -> dict:
 class ValidationPairs(Dataset):
     """Centre crops (``crop``×``crop``, or the whole image when smaller) of fixed pairs.
 
-    Sharp-only folders are blurred once with a fixed seed, so every validation
-    sees the same inputs.
+    Good-photo folders are blurred (or, for ``task="enhance"``, degraded) once
+    with a fixed seed, so every validation sees the same inputs.
     """
 
-    def __init__(self, source: Source, crop: int, seed: int) -> None:
+    def __init__(
+        self,
+        source: Source,
+        crop: int,
+        seed: int,
+        task: str = "deblur",
+        max_side: int | None = None,
+    ) -> None:
         self.source = source
         self.crop = crop
         self.seed = seed
+        self.task = task
+        self.max_side = max_side
         self.synth = SynthSettings(crop=None)
 
     def __len__(self) -> int:
@@ -197,8 +259,12 @@ class ValidationPairs(Dataset):
         if self.source.pairs:
             blur_path, sharp_path = self.source.pairs[index]
             blurred, sharp = read_image(blur_path).pixels, read_image(sharp_path).pixels
+        elif self.task == "enhance":
+            photo = _centre(_load_photo(self.source.sharp_only[index], self.max_side), self.crop)
+            g = torch.Generator().manual_seed(sample_seed(self.seed, "val", index))
+            return _degraded_pair(photo, g)
         else:
-            photo = read_image(self.source.sharp_only[index]).pixels
+            photo = _load_photo(self.source.sharp_only[index], self.max_side)
             photo = _centre(photo, self.crop + 128)  # room for the blur's surroundings
             made = synthesize_pairs(photo, [sample_seed(self.seed, "val", index)], self.synth)[0]
             blurred, sharp = made.blurred, made.sharp

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from deblurcli import metrics
 from deblurcli.errors import UsageError, WeightsError
-from deblurcli.models import build_model, list_models
+from deblurcli.models import build_model, get_spec, list_models
 from deblurcli.models._builder import save_weights
 from deblurcli.train.data import Source, TrainingPairs, ValidationPairs, check_sizes, sample_seed
 from deblurcli.train.gan import Adversary
@@ -112,47 +112,28 @@ class Trainer:
         self.rank, self.world = _distributed()
         self.run_dir, self.device = run_dir, device
         config = self._check_run_folder(config, resume, resume_steps)
-        if config.model not in list_models("deblur"):
-            raise UsageError(
-                f"unknown --model {config.model!r}: use {', '.join(list_models('deblur'))}"
-            )
+        if config.model not in list_models():
+            raise UsageError(f"unknown --model {config.model!r}: use {', '.join(list_models())}")
+        self.task = get_spec(config.model).task
         if len(train) < config.batch_size * self.world:
             raise UsageError(
                 f"{len(train)} training samples are fewer than one batch of "
                 f"{config.batch_size} × {self.world} process(es): lower --batch-size"
             )
-        check_sizes([p for pair in train.pairs for p in pair] or train.sharp_only, config.crop)
         self.config = config
-        self.train_set = TrainingPairs(train, config.crop, config.seed)
-        self.val_set = ValidationPairs(val, config.val_crop, config.seed) if val else None
-        self.content = {k: CONTENT_LOSSES[k] for k in config.weights if k in CONTENT_LOSSES}
-        unknown = set(config.weights) - set(CONTENT_LOSSES) - {"perceptual"}
+        unknown = set(config.weights) - set(CONTENT_LOSSES) - self.OTHER_LOSSES
         if unknown:
-            raise UsageError(
-                f"unknown loss {sorted(unknown)[0]!r}: use l1, l2, ssim, fft, perceptual"
-            )
+            known = ", ".join([*CONTENT_LOSSES, *sorted(self.OTHER_LOSSES)])
+            raise UsageError(f"unknown loss {sorted(unknown)[0]!r} for this recipe: use {known}")
+        self._make_data(train, val)
+        self.content = {k: CONTENT_LOSSES[k] for k in config.weights if k in CONTENT_LOSSES}
         self.perceptual = (
             PerceptualLoss(VGG19Conv33.from_torch_cache()).to(device)
             if "perceptual" in config.weights
             else None
         )
         torch.manual_seed(config.seed)
-        self.model = _start_as_identity(build_model(config.model, config.model_config)).to(device)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.adversary = (
-            Adversary(config.gan_loss, config.critic, config.gp_weight).to(device)
-            if config.gan_loss
-            else None
-        )
-        self.generator = self._wrap(self.model)
-        self.opt_g = torch.optim.Adam(self.model.parameters(), config.lr, betas=config.betas)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_factor(config))
-        self.opt_d = self.sched_d = None
-        if self.adversary is not None:
-            self.opt_d = torch.optim.Adam(
-                self.adversary.parameters(), config.lr, betas=config.betas
-            )
-            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_factor(config))
+        self._make_networks()
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0
@@ -171,6 +152,58 @@ class Trainer:
             (run_dir / "config.json").write_text(config.as_json() + "\n")
 
     # -- set-up -------------------------------------------------------------------------
+
+    OTHER_LOSSES = frozenset({"perceptual"})  # loss weights besides the content losses
+
+    def _make_data(self, train: Source, val: Source | None) -> None:
+        """The training and validation sets (``train_set``, ``val_set``)."""
+        config = self.config
+        check_sizes(
+            [p for pair in train.pairs for p in pair] or train.sharp_only,
+            config.crop,
+            config.max_side if not train.pairs else None,
+        )
+        self.train_set = TrainingPairs(
+            train, config.crop, config.seed, task=self.task, max_side=config.max_side
+        )
+        self.val_set = (
+            ValidationPairs(val, config.val_crop, config.seed, self.task, config.max_side)
+            if val
+            else None
+        )
+
+    def _make_networks(self) -> None:
+        """Generator (``model``, its ``ema``), critics and their optimisers and schedules."""
+        config, device = self.config, self.device
+        self.model = _start_as_identity(build_model(config.model, config.model_config)).to(device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.adversary = (
+            Adversary(
+                config.gan_loss, config.critic, config.gp_weight, config.gp_band, config.gp_window
+            ).to(device)
+            if config.gan_loss
+            else None
+        )
+        self.generator = self._wrap(self.model)
+        self._make_optimisers(self.model.parameters())
+
+    def _make_optimisers(self, generator_parameters) -> None:
+        config = self.config
+        self.opt_g = torch.optim.Adam(generator_parameters, config.lr, betas=config.betas)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, _lr_factor(config))
+        self.opt_d = self.sched_d = None
+        if self.adversary is not None:
+            self.opt_d = torch.optim.Adam(
+                self.adversary.parameters(), config.lr, betas=config.betas
+            )
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_factor(config))
+
+    def _extra_state(self) -> dict:
+        """More to checkpoint (subclasses with more networks)."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`_extra_state` saved."""
 
     def _check_run_folder(
         self, config: TrainConfig, resume: bool, resume_steps: int | None
@@ -291,6 +324,8 @@ class Trainer:
                 self.opt_d.step()
             self.sched_d.step()
             logged["critic"] = critic_loss.item()
+            if self.adversary.adaptive is not None:
+                logged["gp_weight"] = self.adversary.gp_weight
         with self._autocast():
             restored = self.generator(blurred)
         restored = restored.float()
@@ -392,6 +427,7 @@ class Trainer:
             )
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        state.update(self._extra_state())
         _atomic_save(state, self.run_dir / CHECKPOINT)
         self._export(self.run_dir / "last.safetensors", None)
         if self.world > 1:
@@ -410,6 +446,7 @@ class Trainer:
             self.adversary.load_state_dict(state["critics"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.sched_d.load_state_dict(state["sched_d"])
+        self._load_extra_state(state)
         torch.set_rng_state(state["rng"].cpu())
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

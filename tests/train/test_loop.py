@@ -146,7 +146,12 @@ def test_presets_hold_the_papers_settings():
     assert (v2.gan_loss, v2.critic, v2.adversarial_weight) == ("ragan-ls", "double", 0.01)
     assert v2.weights == {"l1": 0.5, "perceptual": 0.006} and v2.freeze_backbone_steps == 30
     assert resolve("deblurgan", lr=3e-4).lr == 3e-4  # every value overridable
-    assert set(PRESETS) == {"fast", "deblurgan", "deblurgan-v2"}
+    dpe = resolve("dpe")
+    assert (dpe.model, dpe.weights, dpe.gan_loss) == ("dpe", {"l2": 1.0}, None)  # 23.8 dB setting
+    two_way = resolve("dpe-2way")
+    assert (two_way.gan_loss, two_way.gp_band) == ("wgan-gp", (0.95, 1.05))
+    assert set(two_way.weights) == {"identity", "cycle"}
+    assert set(PRESETS) == {"fast", "deblurgan", "deblurgan-v2", "dpe", "dpe-gan", "dpe-2way"}
 
 
 def test_a_gan_recipe_runs_steps_on_the_cpu(dataset, tmp_path):

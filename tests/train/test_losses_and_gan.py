@@ -7,7 +7,7 @@ import torch
 
 from deblurcli.errors import WeightsError
 from deblurcli.train import losses
-from deblurcli.train.gan import Adversary, build_critics, gradient_penalty
+from deblurcli.train.gan import AdaptivePenalty, Adversary, build_critics, gradient_penalty
 from deblurcli.train.losses import PerceptualLoss, VGG19Conv33
 
 
@@ -63,8 +63,35 @@ def test_gradient_penalty_of_a_linear_critic_is_known():
         critic.weight.fill_(0.05)
     norm = critic.weight.norm().item()
     real, fake = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
-    penalty = gradient_penalty(critic, real, fake).item()
-    assert penalty == pytest.approx((norm - 1) ** 2, rel=1e-5)
+    penalty, mean_norm = gradient_penalty(critic, real, fake)
+    assert penalty.item() == pytest.approx((norm - 1) ** 2, rel=1e-5)
+    assert mean_norm == pytest.approx(norm, rel=1e-5)
+
+
+def test_adaptive_penalty_doubles_above_the_band_halves_below_and_restarts():
+    adaptive = AdaptivePenalty(10.0, (0.9, 1.1), window=3)
+    assert [adaptive.update(n) for n in (1.0, 1.2, 1.05)] == [10.0, 10.0, 10.0]  # mean 1.083
+    assert adaptive.update(1.5) == 20.0  # mean of the last three: 1.183 > 1.1
+    assert adaptive.norms == []  # a fresh window for the new λ
+    assert [adaptive.update(n) for n in (0.5, 0.6)] == [20.0, 20.0]
+    assert adaptive.update(0.7) == 10.0  # mean 0.6 < 0.9
+    with pytest.raises(ValueError):
+        AdaptivePenalty(10.0, (1.1, 0.9), 3)
+
+
+def test_the_adaptive_wgan_raises_lambda_for_a_steep_critic_and_checkpoints_it():
+    torch.manual_seed(0)
+    adversary = Adversary("wgan-gp", "patch", gp_weight=1.0, gp_band=(0.5, 1.5), gp_window=2)
+    with torch.no_grad():  # a critic far steeper than 1-Lipschitz
+        for parameter in adversary.parameters():
+            parameter.mul_(8)
+    real, fake = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    for _ in range(2):
+        adversary.critic_loss(real, fake)
+    assert adversary.gp_weight == 2.0
+    restored = Adversary("wgan-gp", "patch", gp_band=(0.5, 1.5), gp_window=2)
+    restored.load_state_dict(adversary.state_dict())
+    assert restored.gp_weight == 2.0 and restored.adaptive.weight == 2.0
 
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "ragan-ls", "lsgan", "vanilla"])
