@@ -11,9 +11,12 @@ synth-blur camera model (noise off unless ``--noise``), then scores with the
   kernel that made the blur, per channel, in linear light, edges mirrored (balance 0.01);
 * ``Richardson-Lucy (true kernel)``: ``restoration.richardson_lucy``, 30 iterations,
   the same way;
-* every ``--weights`` given (a name, file or URL, as ``deblur deblur`` takes).
+* every ``--weights`` given (a name, file or URL, as ``deblur deblur`` takes);
+  by default every deblurring weight file on this machine (the shipped ones
+  and any in the cache).
 
-    python benchmarks/quality.py                                  # baselines only
+    python benchmarks/quality.py                                  # shipped weights
+    python benchmarks/quality.py --weights                        # baselines only
     python benchmarks/quality.py --weights runs/m1/best.safetensors fpn_mobilenet
 """
 
@@ -106,12 +109,25 @@ def model_method(weights: str):
     return lambda pair: restorer.restore_array(pair["blurred"])[0]
 
 
+def available_weights(task: str) -> list[str]:
+    """Names of the weights for ``task`` models found on this machine (shipped or cached)."""
+    from deblurcli import hub
+    from deblurcli.models import list_models
+
+    models = set(list_models(task))
+    return [
+        entry.name
+        for entry in hub.all_entries()
+        if entry.architecture in models and hub.location(entry) is not None
+    ]
+
+
 def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[float, float]:
     from deblurcli import metrics
 
     psnrs, ssims = [], []
     for output, pair in zip(outputs, pairs, strict=True):
-        pred = torch.from_numpy(output).permute(2, 0, 1)[None].float()
+        pred = torch.from_numpy(np.ascontiguousarray(output)).permute(2, 0, 1)[None].float()
         target = (
             torch.from_numpy(np.ascontiguousarray(pair["sharp"])).permute(2, 0, 1)[None].float()
         )
@@ -122,7 +138,12 @@ def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", nargs="*", default=[], help="names, files or URLs")
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        default=None,
+        help="names, files or URLs (default: every deblurring weight file on this machine)",
+    )
     parser.add_argument("--size", type=int, default=640, help="photo width in px")
     parser.add_argument("--per-photo", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
@@ -135,7 +156,7 @@ def main() -> None:
         "Wiener (true kernel)": wiener,
         "Richardson-Lucy (true kernel)": richardson_lucy,
     }
-    for weights in args.weights:
+    for weights in available_weights("deblur") if args.weights is None else args.weights:
         methods[weights] = model_method(weights)
     print(
         f"{len(pairs)} pairs from {len(HELD_OUT)} held-out photos, {args.size} px wide, "

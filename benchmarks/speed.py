@@ -15,6 +15,7 @@ does: whole image, per-image (train-mode) normalisation, fp32, NCHW.
     python benchmarks/speed.py --megapixels 24 --backbones mobilenet
     python benchmarks/speed.py --device cuda --precisions fp32,fp16,bf16
     python benchmarks/speed.py --tiling             # tiled against untiled cost
+    python benchmarks/speed.py --backbones dpe --megapixels 12   # the enhancer
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import sys
 import time
 
 from _memory import peak_rss_mb
+
+# Architecture options as our trained weights use them (default: batch norm).
+MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}}
 
 
 def run_case(
@@ -49,7 +53,7 @@ def run_case(
     from deblurcli.pipelines.restore import Restorer
 
     torch.manual_seed(0)
-    model = build_model(backbone, {} if backbone == "resnet" else {"norm": "batch"})
+    model = build_model(backbone, MODEL_CONFIGS.get(backbone, {"norm": "batch"}))
     if semantics == "official":
         set_statistics(model, "per_image")  # train-mode norms, as predict.py runs them
     torch_device = resolve_device(device)
