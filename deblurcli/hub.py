@@ -53,7 +53,9 @@ class WeightsEntry:
         normalization: ``official-train-mode`` (per-image statistics) or ``eval-mode``.
         value_range: the network's input and output range.
         padding_multiple: sizes the network pads images up to.
-        notes: recipe, validation numbers, anything else worth knowing.
+        notes: anything else worth knowing.
+        training: for weights we trained: the photographs and their licences,
+            the exact commands, steps and validation scores.
         source: ``manifest`` (shipped knowledge) or ``cache`` (imported or fetched by URL).
     """
 
@@ -69,6 +71,7 @@ class WeightsEntry:
     value_range: str = "[-1, 1]"
     padding_multiple: int = 32
     notes: str = ""
+    training: dict = field(default_factory=dict, compare=False)
     source: str = field(default="manifest", compare=False)
 
     @staticmethod
