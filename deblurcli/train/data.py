@@ -122,7 +122,7 @@ def check_sizes(paths: list[Path], crop: int, max_side: int | None = None) -> No
             )
 
 
-def _load_photo(path: Path, max_side: int | None) -> np.ndarray:
+def load_photo(path: Path, max_side: int | None) -> np.ndarray:
     """A good photo's pixels, shrunk to ``max_side`` (callers never write into them)."""
     if max_side is None:
         return read_image(path).pixels
@@ -139,12 +139,12 @@ def _degraded_pair(
     pixels: np.ndarray, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(degraded, good) (3, H, W) in [-1, 1] from good pixels, by :func:`degrade`."""
-    good = _to_tensor(pixels)
+    good = pixels_to_model_input(pixels)
     degraded, _ = degrade((good + 1) / 2, generator)
     return degraded * 2 - 1, good
 
 
-def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+def pixels_to_model_input(pixels: np.ndarray) -> torch.Tensor:
     """(H, W, C) uint8/uint16 -> (3, H, W) float32 in [-1, 1]."""
     peak = float(np.iinfo(pixels.dtype).max)
     tensor = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32) / peak)
@@ -201,18 +201,22 @@ class TrainingPairs(Dataset):
             y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
             x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
             window = (slice(y, y + self.crop), slice(x, x + self.crop))
-            pair = torch.stack([_to_tensor(blurred[window]), _to_tensor(sharp[window])])
+            pair = torch.stack(
+                [pixels_to_model_input(blurred[window]), pixels_to_model_input(sharp[window])]
+            )
         elif self.task == "enhance":
-            photo = _load_photo(self.source.sharp_only[index], self.max_side)
+            photo = load_photo(self.source.sharp_only[index], self.max_side)
             g = torch.Generator().manual_seed(seed)
             height, width = photo.shape[:2]
             y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
             x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
             pair = torch.stack(_degraded_pair(photo[y : y + self.crop, x : x + self.crop], g))
         else:
-            photo = _load_photo(self.source.sharp_only[index], self.max_side)
+            photo = load_photo(self.source.sharp_only[index], self.max_side)
             made = synthesize_pairs(photo, [seed], self.synth)[0]
-            pair = torch.stack([_to_tensor(made.blurred), _to_tensor(made.sharp)])
+            pair = torch.stack(
+                [pixels_to_model_input(made.blurred), pixels_to_model_input(made.sharp)]
+            )
             g = torch.Generator().manual_seed(seed ^ 0x5EED)
         flips = torch.randint(0, 2, (3,), generator=g).tolist()
         if flips[0]:
@@ -260,15 +264,17 @@ class ValidationPairs(Dataset):
             blur_path, sharp_path = self.source.pairs[index]
             blurred, sharp = read_image(blur_path).pixels, read_image(sharp_path).pixels
         elif self.task == "enhance":
-            photo = _centre(_load_photo(self.source.sharp_only[index], self.max_side), self.crop)
+            photo = _centre(load_photo(self.source.sharp_only[index], self.max_side), self.crop)
             g = torch.Generator().manual_seed(sample_seed(self.seed, "val", index))
             return _degraded_pair(photo, g)
         else:
-            photo = _load_photo(self.source.sharp_only[index], self.max_side)
+            photo = load_photo(self.source.sharp_only[index], self.max_side)
             photo = _centre(photo, self.crop + 128)  # room for the blur's surroundings
             made = synthesize_pairs(photo, [sample_seed(self.seed, "val", index)], self.synth)[0]
             blurred, sharp = made.blurred, made.sharp
-        return _to_tensor(_centre(blurred, self.crop)), _to_tensor(_centre(sharp, self.crop))
+        return pixels_to_model_input(_centre(blurred, self.crop)), pixels_to_model_input(
+            _centre(sharp, self.crop)
+        )
 
 
 def _centre(pixels: np.ndarray, size: int) -> np.ndarray:

@@ -73,7 +73,7 @@ def _follow_schedule(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["initial_lr"] * factor
 
 
-def _start_as_identity(model: torch.nn.Module) -> torch.nn.Module:
+def start_as_identity(model: torch.nn.Module) -> torch.nn.Module:
     """Zero the last convolution: the residual generators then start as the identity,
     so training begins from the blurred input instead of from added noise."""
     last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
@@ -175,7 +175,7 @@ class Trainer:
     def _make_networks(self) -> None:
         """Generator (``model``, its ``ema``), critics and their optimisers and schedules."""
         config, device = self.config, self.device
-        self.model = _start_as_identity(build_model(config.model, config.model_config)).to(device)
+        self.model = start_as_identity(build_model(config.model, config.model_config)).to(device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.adversary = (
             Adversary(

@@ -32,13 +32,13 @@ from deblurcli.models import build_model
 from deblurcli.train.data import (
     Source,
     ValidationPairs,
-    _load_photo,
-    _to_tensor,
     check_sizes,
+    load_photo,
+    pixels_to_model_input,
     sample_seed,
 )
 from deblurcli.train.gan import Adversary
-from deblurcli.train.loop import Trainer, _start_as_identity
+from deblurcli.train.loop import Trainer, start_as_identity
 from deblurcli.train.presets import TrainConfig
 
 
@@ -77,11 +77,13 @@ class UnpairedCrops(Dataset):
         return len(self.source)
 
     def _crop(self, path: Path, g: torch.Generator) -> torch.Tensor:
-        photo = _load_photo(path, self.max_side)
+        photo = load_photo(path, self.max_side)
         height, width = photo.shape[:2]
         y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
         x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
-        image = _to_tensor(np.ascontiguousarray(photo[y : y + self.crop, x : x + self.crop]))
+        image = pixels_to_model_input(
+            np.ascontiguousarray(photo[y : y + self.crop, x : x + self.crop])
+        )
         if torch.randint(0, 2, (1,), generator=g):
             image = image.flip(-1)
         return image.contiguous()
@@ -142,7 +144,7 @@ class UnpairedTrainer(Trainer):
         config, device = self.config, self.device
 
         def generator() -> nn.Module:
-            return _start_as_identity(build_model(config.model, config.model_config)).to(device)
+            return start_as_identity(build_model(config.model, config.model_config)).to(device)
 
         def critic() -> Adversary:
             return Adversary(
