@@ -112,6 +112,23 @@ def path(name: Annotated[str, typer.Argument(help="A weights name.")]) -> None:
     typer.echo(str(found))
 
 
+@app.command("show", no_args_is_help=True)
+def show(name: Annotated[str, typer.Argument(help="A weights name.")]) -> None:
+    """Print everything known about a name as JSON: origin, licence, hash, and for
+    weights we trained, the photographs, exact commands, steps and validation scores."""
+    import json
+
+    from deblurcli import hub
+    from deblurcli.errors import WeightsError
+
+    entry = hub.find(name)
+    if entry is None:
+        raise WeightsError(f"no weights named {name!r}: see deblur weights list")
+    found = hub.location(entry)
+    document = {**entry.as_json(), "here": str(found) if found else None}
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
 @app.command("verify")
 def verify() -> None:
     """Re-hash every cached file; report and remove the corrupt ones (exit 1 if any)."""

@@ -4,6 +4,7 @@ server there the first time and gone the second."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import cv2
@@ -38,6 +39,12 @@ def test_list_shows_the_manifest_and_what_is_here(monkeypatch, capsys, tmp_path)
     assert code == 0 and stdout.strip().endswith("fpn_mobilenet.safetensors")
     code, _, stderr = cli(monkeypatch, capsys, "weights", "path", "fpn_inception")
     assert code == 1 and "deblur weights download fpn_inception" in stderr
+    code, stdout, _ = cli(monkeypatch, capsys, "weights", "show", "fpn_inception")
+    shown = json.loads(stdout)
+    assert code == 0 and shown["size"] == 244_480_361 and shown["here"] is None
+    assert shown["urls"][0].startswith("https://drive.google.com/")
+    code, _, stderr = cli(monkeypatch, capsys, "weights", "show", "nope")
+    assert code == 2 and "no weights named 'nope'" in stderr
 
 
 def test_download_by_url_with_a_wrong_sha256_caches_nothing(
