@@ -35,7 +35,7 @@ def resnet() -> deblurgan_v1.ResnetGenerator:
     description="DeblurGAN-v2 FPN over MobileNetV2 (2.1 M parameters, fast)",
     official_filter=deblurgan_v2.checkpoint_filter,
     official_padding=_OFFICIAL_V2_PADDING,
-    default_weights="fpn_mobilenet",
+    default_weights="deblurcli-mobilenet",
 )
 def mobilenet(norm: Norm = "instance") -> FPNGenerator:
     """DeblurGAN-v2 FPNMobileNet: FPN width 128, heads 64."""
@@ -47,6 +47,7 @@ def mobilenet(norm: Norm = "instance") -> FPNGenerator:
     task="deblur",
     memory_per_pixel=650,
     description="DeblurGAN-v2 MobileNet-DSC: depthwise-separable FPN and heads (1.2 M parameters)",
+    default_weights="deblurcli-mobilenet-dsc",
 )
 def mobilenet_dsc(norm: Norm = "instance") -> FPNGenerator:
     """The paper's MobileNet-DSC: MobileNetV2 FPN with depthwise-separable convolutions."""
@@ -81,6 +82,7 @@ def inception(norm: Norm = "instance") -> FPNGenerator:
     task="enhance",
     memory_per_pixel=700,
     description="Deep Photo Enhancer global U-Net (exposure, contrast, colour; 3.0 M parameters)",
+    default_weights="deblurcli-dpe",
 )
 def dpe_unet(global_size: int = 512) -> dpe.DPEGenerator:
     """DPE's global U-Net; the global path sees a ``global_size`` square copy."""

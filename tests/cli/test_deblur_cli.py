@@ -67,21 +67,23 @@ def test_python_m_deblurcli_prints_the_version():
 
 
 def test_default_weights_offline_say_where_to_get_them(monkeypatch, capsys, inputs, tmp_path):
-    """The default names official weights; offline, the message gives the URL and the
-    import command instead of deblurring with random weights."""
-    code, _, err = deblur(monkeypatch, capsys, str(inputs), "-o", str(tmp_path / "out"))
+    """Inception's default names official weights; offline, the message gives the URL and
+    the import command instead of deblurring with random weights."""
+    code, _, err = deblur(
+        monkeypatch, capsys, str(inputs), "-o", str(tmp_path / "out"), "-b", "inception"
+    )
     assert code == 1
-    assert "'fpn_mobilenet' is not in the cache and DEBLURCLI_OFFLINE is set" in err
+    assert "'fpn_inception' is not in the cache and DEBLURCLI_OFFLINE is set" in err
     assert "drive.google.com" in err and "deblur weights import" in err
     assert not (tmp_path / "out").exists()
 
 
 def test_a_backbone_without_default_weights_is_refused(monkeypatch, capsys, inputs, tmp_path):
     code, _, err = deblur(
-        monkeypatch, capsys, str(inputs), "-o", str(tmp_path / "out"), "-b", "mobilenet-dsc"
+        monkeypatch, capsys, str(inputs), "-o", str(tmp_path / "out"), "-b", "resnet"
     )
     assert code == 2
-    assert "'mobilenet-dsc' has no default weights" in err
+    assert "'resnet' has no default weights" in err
 
 
 def test_a_batch_with_bad_files_processes_the_rest_and_exits_1(

@@ -1,0 +1,78 @@
+"""The weights we trained and ship: intact, documented, the defaults, inside the wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from deblurcli import hub
+from deblurcli.download import file_digest
+from deblurcli.models import get_spec
+from deblurcli.models._builder import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [e for e in hub.manifest().values() if not e.urls]
+
+
+def test_every_architecture_we_train_ships_weights():
+    assert {e.architecture for e in SHIPPED} == {"mobilenet", "mobilenet-dsc", "dpe"}
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.name)
+def test_shipped_weights_are_intact_fp16_documented_and_the_default(entry):
+    path = hub.location(entry)
+    assert path == ROOT / "weights" / entry.file
+    assert path.stat().st_size == entry.size and file_digest(path) == entry.digest
+    with safe_open(str(path), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    model, info = load_model(path, entry.architecture)
+    assert not info.official and model.statistics == "running"
+    assert get_spec(entry.architecture).default_weights == entry.name
+    training = entry.training
+    assert "CC-BY-SA-4.0" in training["photographs"] and "GPL-2+" in training["photographs"]
+    assert any(c.startswith(("deblur train ", "OMP_NUM_THREADS=1 deblur train")) for c in
+               training["commands"])  # fmt: skip
+    assert training["steps"] >= training["best_step"] > 0
+    validation = training["validation"]
+    assert validation["best"]["psnr"] > validation["before"]["psnr"]  # training helped
+
+
+def test_the_built_wheel_carries_the_weights(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("deblurcli-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for entry in SHIPPED:
+        assert f"deblurcli/weights/{entry.file}" in names
+    assert "deblurcli/weights/manifest.json" in names
+
+
+@pytest.mark.parametrize(("command", "backbone"), [
+    ("deblur", "mobilenet"), ("deblur", "mobilenet-dsc"), ("enhance", None),
+])  # fmt: skip
+def test_the_quickstart_runs_offline_on_the_example_photos(
+    monkeypatch, capsys, tmp_path, command, backbone
+):
+    from PIL import Image
+
+    from tests.cli import run_cli
+
+    examples = ROOT / "docs" / "examples"
+    extra = ["-b", backbone] if backbone else []
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, command, str(examples), "-o", str(tmp_path / "out"), *extra
+    )
+    assert code == 0, stderr
+    for photo in examples.glob("*.jpg"):
+        with Image.open(photo) as source, Image.open(tmp_path / "out" / photo.name) as result:
+            assert result.size == source.size
