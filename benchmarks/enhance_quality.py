@@ -21,13 +21,12 @@ the original with the ``deblur score`` metrics:
 from __future__ import annotations
 
 import argparse
-import time
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from quality import HELD_OUT, PHOTOS, available_weights, model_method, score
+from quality import HELD_OUT, PHOTOS, available_weights, model_method, print_table
 
 
 def build_set(size: int, per_photo: int, seed: int) -> list[dict]:
@@ -85,13 +84,7 @@ def main() -> None:
         f"{len(pairs)} degraded copies of {len(HELD_OUT)} held-out photos, {args.size} px "
         f"long side, seed {args.seed}"
     )
-    print(f"{'method':<32} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}")
-    for name, method in methods.items():
-        started = time.perf_counter()
-        outputs = [method(pair) for pair in pairs]
-        seconds = (time.perf_counter() - started) / len(pairs)
-        psnr, ssim = score(outputs, pairs)
-        print(f"{name:<32} {psnr:>7.2f} {ssim:>7.4f} {seconds:>8.3f}", flush=True)
+    print_table(methods, pairs)
 
 
 if __name__ == "__main__":

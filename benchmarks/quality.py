@@ -136,6 +136,17 @@ def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[float, float]:
     return float(np.mean(psnrs)), float(np.mean(ssims))
 
 
+def print_table(methods: dict, pairs: list[dict]) -> None:
+    """Run every method on every pair; print mean PSNR, SSIM and seconds per image."""
+    print(f"{'method':<32} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}")
+    for name, method in methods.items():
+        started = time.perf_counter()
+        outputs = [method(pair) for pair in pairs]
+        seconds = (time.perf_counter() - started) / len(pairs)
+        psnr, ssim = score(outputs, pairs)
+        print(f"{name:<32} {psnr:>7.2f} {ssim:>7.4f} {seconds:>8.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -162,13 +173,7 @@ def main() -> None:
         f"{len(pairs)} pairs from {len(HELD_OUT)} held-out photos, {args.size} px wide, "
         f"seed {args.seed}"
     )
-    print(f"{'method':<32} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}")
-    for name, method in methods.items():
-        started = time.perf_counter()
-        outputs = [method(pair) for pair in pairs]
-        seconds = (time.perf_counter() - started) / len(pairs)
-        psnr, ssim = score(outputs, pairs)
-        print(f"{name:<32} {psnr:>7.2f} {ssim:>7.4f} {seconds:>8.3f}")
+    print_table(methods, pairs)
 
 
 if __name__ == "__main__":

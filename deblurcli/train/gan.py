@@ -7,11 +7,16 @@ and says how to score them and the generator.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from deblurcli.models.deblurgan_v1 import NLayerDiscriminator
+
+if TYPE_CHECKING:
+    from deblurcli.train.presets import TrainConfig
 
 GAN_LOSSES = ("wgan-gp", "ragan-ls", "lsgan", "vanilla")
 CRITICS = ("patch", "double")
@@ -102,6 +107,13 @@ class Adversary(nn.Module):
         self.critics = build_critics(critic)
         self.gp_weight = gp_weight
         self.adaptive = AdaptivePenalty(gp_weight, gp_band, gp_window) if gp_band else None
+
+    @staticmethod
+    def from_config(config: TrainConfig) -> Adversary:
+        """The adversary a :class:`~deblurcli.train.presets.TrainConfig` describes."""
+        return Adversary(
+            config.gan_loss, config.critic, config.gp_weight, config.gp_band, config.gp_window
+        )
 
     def get_extra_state(self) -> dict:
         """λ and the adaptive window travel with the critics' checkpoint."""

@@ -177,13 +177,7 @@ class Trainer:
         config, device = self.config, self.device
         self.model = start_as_identity(build_model(config.model, config.model_config)).to(device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.adversary = (
-            Adversary(
-                config.gan_loss, config.critic, config.gp_weight, config.gp_band, config.gp_window
-            ).to(device)
-            if config.gan_loss
-            else None
-        )
+        self.adversary = Adversary.from_config(config).to(device) if config.gan_loss else None
         self.generator = self._wrap(self.model)
         self._make_optimisers(self.model.parameters())
 

@@ -71,6 +71,20 @@ class TrainConfig:
         return TrainConfig(**{k: v for k, v in data.items() if k in known})
 
 
+# DPE's GAN recipes: the adaptive WGAN-GP with a PatchGAN critic.
+_DPE_ADVERSARIAL = {
+    "model": "dpe",
+    "model_config": {},
+    "gan_loss": "wgan-gp",
+    "critic": "patch",
+    "critic_steps": 1,
+    "gp_weight": 10.0,
+    "gp_band": (0.95, 1.05),
+    "gp_window": 50,
+    "lr": 1e-4,
+    "betas": (0.5, 0.999),
+}
+
 PRESETS: dict[str, dict] = {
     "fast": {
         "weights": {"l1": 1.0, "fft": 0.1, "ssim": 0.2},
@@ -86,34 +100,9 @@ PRESETS: dict[str, dict] = {
         "lr": 5e-4,
         "betas": (0.9, 0.999),
     },
-    "dpe-gan": {
-        "model": "dpe",
-        "model_config": {},
-        "weights": {"l2": 1.0},
-        "gan_loss": "wgan-gp",
-        "critic": "patch",
-        "critic_steps": 1,
-        "gp_weight": 10.0,
-        "gp_band": (0.95, 1.05),
-        "gp_window": 50,
-        "adversarial_weight": 1e-3,
-        "lr": 1e-4,
-        "betas": (0.5, 0.999),
-    },
-    "dpe-2way": {
-        "model": "dpe",
-        "model_config": {},
-        "weights": {"identity": 10.0, "cycle": 10.0},
-        "gan_loss": "wgan-gp",
-        "critic": "patch",
-        "critic_steps": 1,
-        "gp_weight": 10.0,
-        "gp_band": (0.95, 1.05),
-        "gp_window": 50,
-        "adversarial_weight": 1.0,
-        "lr": 1e-4,
-        "betas": (0.5, 0.999),
-    },
+    "dpe-gan": _DPE_ADVERSARIAL | {"weights": {"l2": 1.0}, "adversarial_weight": 1e-3},
+    "dpe-2way": _DPE_ADVERSARIAL
+    | {"weights": {"identity": 10.0, "cycle": 10.0}, "adversarial_weight": 1.0},
     "deblurgan": {
         "weights": {"perceptual": 100.0},
         "gan_loss": "wgan-gp",

@@ -147,9 +147,7 @@ class UnpairedTrainer(Trainer):
             return start_as_identity(build_model(config.model, config.model_config)).to(device)
 
         def critic() -> Adversary:
-            return Adversary(
-                config.gan_loss, config.critic, config.gp_weight, config.gp_band, config.gp_window
-            ).to(device)
+            return Adversary.from_config(config).to(device)
 
         self.model = generator()  # G_X: source -> target, the enhancer
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
