@@ -135,6 +135,16 @@ def _load_shrunk(path: Path, max_side: int) -> np.ndarray:
     return downscale(read_image(path).pixels, max_side)
 
 
+def random_window(
+    shape: tuple[int, ...], crop: int, generator: torch.Generator
+) -> tuple[slice, slice]:
+    """(rows, columns) of a random ``crop``×``crop`` window inside an (H, W, ...) image."""
+    height, width = shape[:2]
+    y = int(torch.randint(0, height - crop + 1, (1,), generator=generator))
+    x = int(torch.randint(0, width - crop + 1, (1,), generator=generator))
+    return slice(y, y + crop), slice(x, x + crop)
+
+
 def _degraded_pair(
     pixels: np.ndarray, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,20 +207,15 @@ class TrainingPairs(Dataset):
             if blurred.shape != sharp.shape:
                 raise InputImageError(f"differs in size from {sharp_path}", blur_path)
             g = torch.Generator().manual_seed(seed)
-            height, width = sharp.shape[:2]
-            y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
-            x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
-            window = (slice(y, y + self.crop), slice(x, x + self.crop))
+            window = random_window(sharp.shape[:2], self.crop, g)
             pair = torch.stack(
                 [pixels_to_model_input(blurred[window]), pixels_to_model_input(sharp[window])]
             )
         elif self.task == "enhance":
             photo = load_photo(self.source.sharp_only[index], self.max_side)
             g = torch.Generator().manual_seed(seed)
-            height, width = photo.shape[:2]
-            y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
-            x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
-            pair = torch.stack(_degraded_pair(photo[y : y + self.crop, x : x + self.crop], g))
+            window = random_window(photo.shape[:2], self.crop, g)
+            pair = torch.stack(_degraded_pair(photo[window], g))
         else:
             photo = load_photo(self.source.sharp_only[index], self.max_side)
             made = synthesize_pairs(photo, [seed], self.synth)[0]

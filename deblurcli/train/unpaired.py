@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -35,6 +34,7 @@ from deblurcli.train.data import (
     check_sizes,
     load_photo,
     pixels_to_model_input,
+    random_window,
     sample_seed,
 )
 from deblurcli.train.gan import Adversary
@@ -78,12 +78,7 @@ class UnpairedCrops(Dataset):
 
     def _crop(self, path: Path, g: torch.Generator) -> torch.Tensor:
         photo = load_photo(path, self.max_side)
-        height, width = photo.shape[:2]
-        y = int(torch.randint(0, height - self.crop + 1, (1,), generator=g))
-        x = int(torch.randint(0, width - self.crop + 1, (1,), generator=g))
-        image = pixels_to_model_input(
-            np.ascontiguousarray(photo[y : y + self.crop, x : x + self.crop])
-        )
+        image = pixels_to_model_input(photo[random_window(photo.shape, self.crop, g)])
         if torch.randint(0, 2, (1,), generator=g):
             image = image.flip(-1)
         return image.contiguous()
