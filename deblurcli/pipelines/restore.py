@@ -37,11 +37,13 @@ def prepare_for_inference(
     make the MobileNet FPNs about twice as fast on a CPU (docs/performance.md).
     Per-image-statistics models (official semantics) are left in NCHW: their
     instance norms on NHWC tensors move outputs by several grey levels.
+    Folding happens before the move to ``dtype``, so fp16/bf16 models get
+    weights folded in the precision they were loaded in.
     """
     model.eval()
-    model.to(device=device, dtype=dtype)
     if model.statistics == "running":
         fold_batch_norms(model)
+    model.to(device=device, dtype=dtype)
     if _uses_channels_last(model, device):
         model.to(memory_format=torch.channels_last)
     return model
