@@ -1,12 +1,13 @@
-"""Training images per second per backbone at 256x256, with the real training loop.
+"""Training images per second per backbone and precision at 256x256, with the real loop.
 
 Sharp crops from ../shared/datasets/photos are blurred on the fly (the
 synth-blur camera model). Each backbone runs ``--steps`` steps after two
-warm-up steps, without validation.
+warm-up steps, without validation, once per ``--precisions`` entry (the
+``deblur train --precision`` values: fp32, bf16, fp16 on CUDA, auto).
 
-    python benchmarks/train_speed.py                          # fast preset, CPU
+    python benchmarks/train_speed.py                          # fast preset, CPU, fp32 and bf16
     python benchmarks/train_speed.py --preset gan --backbones mobilenet
-    python benchmarks/train_speed.py --device cuda --batch-size 16
+    python benchmarks/train_speed.py --device cuda --batch-size 16 --precisions bf16
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos"
 
 
-def measure(backbone: str, preset: str, batch: int, steps: int, device: str) -> float:
+def measure(
+    backbone: str, preset: str, batch: int, steps: int, device: str, precision: str
+) -> float:
     import torch
 
     from deblurcli.device import resolve_device
@@ -41,6 +44,7 @@ def measure(backbone: str, preset: str, batch: int, steps: int, device: str) -> 
         val_every=10**9,
         log_every=1,
         workers=2,
+        precision=precision,
         **overrides,
     )
     with tempfile.TemporaryDirectory() as run:
@@ -65,12 +69,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated")
     args = parser.parse_args()
+    precisions = args.precisions.split(",")
     print(f"preset {args.preset}, 256x256 crops, batch {args.batch_size}, device {args.device}")
-    print(f"{'backbone':<15} {'images/s':>9}")
+    print(f"{'backbone':<15} " + " ".join(f"{p + ' img/s':>11}" for p in precisions))
     for backbone in args.backbones:
-        rate = measure(backbone, args.preset, args.batch_size, args.steps, args.device)
-        print(f"{backbone:<15} {rate:>9.2f}")
+        rates = [
+            measure(backbone, args.preset, args.batch_size, args.steps, args.device, precision)
+            for precision in precisions
+        ]
+        print(f"{backbone:<15} " + " ".join(f"{rate:>11.2f}" for rate in rates), flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,42 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     return _DTYPES[spec]
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from
+    ``/proc/cpuinfo``; elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_training_precision(spec: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of a training run (float32: no autocast).
+
+    ``auto`` is bf16 on CUDA with bf16 support (else fp16 with loss scaling),
+    bf16 on CPUs with native bf16, and fp32 elsewhere. Weights, optimiser
+    state and losses stay fp32 whatever is chosen.
+
+    Raises:
+        DeviceError: the precision name is unknown or unsupported on the device.
+    """
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32
+    if spec == "fp16" and device.type == "cpu":
+        raise DeviceError("fp16 training needs a GPU: use --precision bf16 or fp32 on the CPU")
+    return resolve_precision(spec, device)
+
+
 def free_memory_bytes(device: torch.device) -> int:
     """Memory available for activations on ``device``, in bytes.
 

@@ -106,6 +106,25 @@ def train(
     max_side: Annotated[
         int | None, _recipe("--max-side", "Shrink good photos to this longer side first, px.")
     ] = None,
+    blur_option: Annotated[
+        list[str] | None,
+        _recipe(
+            "--blur-option",
+            "On-the-fly blur option KEY=VALUE, repeatable (e.g. max_len=[15,100], "
+            'types=["shake","linear"], read_noise=[2e-4,3e-3]; see docs/train.md).',
+        ),
+    ] = None,
+    val_crop: Annotated[
+        int | None, _recipe("--val-crop", "Validation centre crop, px; 0 = whole photos.")
+    ] = None,
+    val_max_side: Annotated[
+        int | None,
+        _recipe("--val-max-side", "Shrink validation photos to this longer side first, px."),
+    ] = None,
+    init: Annotated[
+        Path | None,
+        _recipe("--init", "Warm start from this weights file (same model and options)."),
+    ] = None,
     seed: Annotated[int | None, _recipe("--seed", "Seed of every random choice.")] = None,
     workers: Annotated[
         int | None,
@@ -114,6 +133,14 @@ def train(
         ),
     ] = None,
     device: opt.Device = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="auto (bf16 on CPUs with native bf16 and on CUDA), bf16, fp16 (CUDA) or fp32.",
+            rich_help_panel=opt.RUN_PANEL,
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --output where it stopped.")
     ] = False,
@@ -172,6 +199,11 @@ def train(
             gp_band=(band.low, band.high) if band is not None else None,
             gp_window=gp_window,
             max_side=max_side,
+            synth=_blur_options(preset, blur_option),
+            val_crop=val_crop,
+            val_max_side=val_max_side,
+            init=str(init) if init is not None else None,
+            precision=precision,
             val_every=val_every,
             seed=seed,
             workers=workers,
@@ -232,17 +264,31 @@ def train(
 def _model_options(preset: str, options: list[str] | None) -> dict | None:
     """The preset's architecture options updated by ``KEY=VALUE`` strings (JSON values);
     None when none are given."""
-    import json
-
     from deblurcli.train.presets import resolve
 
     if not options:
         return None
-    config = dict(resolve(preset).model_config)
+    return _updated(dict(resolve(preset).model_config), options, "--model-option")
+
+
+def _blur_options(preset: str, options: list[str] | None) -> dict | None:
+    """The preset's on-the-fly blur options updated by ``KEY=VALUE`` strings; None when
+    none are given."""
+    from deblurcli.train.presets import resolve
+
+    if not options:
+        return None
+    return _updated(dict(resolve(preset).synth), options, "--blur-option")
+
+
+def _updated(config: dict, options: list[str], flag: str) -> dict:
+    """``config`` with each ``KEY=VALUE`` (a JSON value, or a bare word) set."""
+    import json
+
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or not key:
-            raise ValueError(f"--model-option {option!r}: expected KEY=VALUE")
+            raise ValueError(f"{flag} {option!r}: expected KEY=VALUE")
         try:
             config[key] = json.loads(value)
         except ValueError:

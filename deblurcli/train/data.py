@@ -29,7 +29,14 @@ from torch.utils.data import Dataset
 from deblurcli.errors import InputImageError, UsageError
 from deblurcli.io.images import SUPPORTED_SUFFIXES, read_image
 from deblurcli.ops.degrade import degrade
-from deblurcli.pipelines.synth import SynthSettings, downscale, synthesize_pairs
+from deblurcli.ops.synthesis import SynthesisConfig
+from deblurcli.pipelines.synth import (
+    KernelOptions,
+    Range,
+    SynthSettings,
+    downscale,
+    synthesize_pairs,
+)
 
 PAIR_FOLDERS = {"blur": "sharp", "input": "target"}  # degraded folder -> its good sibling
 
@@ -135,6 +142,48 @@ def _load_shrunk(path: Path, max_side: int) -> np.ndarray:
     return downscale(read_image(path).pixels, max_side)
 
 
+_RANGE_OPTIONS = ("max_len", "expl", "exposure", "length", "angle", "radius", "sigma")
+_SYNTHESIS_OPTIONS = {f for f in SynthesisConfig.__dataclass_fields__}
+
+
+def synth_settings(options: dict) -> SynthSettings:
+    """Synth-blur settings from a recipe's plain options (JSON-friendly).
+
+    Keys: ``types`` (kernel types, one drawn uniformly per pair: repeat a type
+    to draw it more often), the kernel ranges ``max_len``, ``expl``,
+    ``exposure``, ``length``, ``angle``, ``radius``, ``sigma`` as [low, high],
+    and any :class:`SynthesisConfig` field (``noise``, ``shot_noise``,
+    ``read_noise``, ``saturation``, ...). Missing keys keep synth-blur's defaults.
+
+    Raises:
+        ValueError: an unknown key.
+    """
+    kernel: dict = {}
+    synthesis: dict = {}
+    for key, value in options.items():
+        if key == "types":
+            kernel["types"] = tuple(value)
+        elif key in _RANGE_OPTIONS:
+            low, high = value
+            kernel[key] = Range(float(low), float(high))
+        elif key in _SYNTHESIS_OPTIONS:
+            synthesis[key] = tuple(value) if isinstance(value, list) else value
+        else:
+            known = ", ".join(["types", *_RANGE_OPTIONS, *sorted(_SYNTHESIS_OPTIONS)])
+            raise ValueError(f"unknown blur option {key!r}: use {known}")
+    return SynthSettings(kernels=KernelOptions(**kernel), synthesis=SynthesisConfig(**synthesis))
+
+
+def rescale(pixels: np.ndarray, scale: float, smallest: int) -> np.ndarray:
+    """(H, W, C) pixels shrunk by ``scale`` <= 1 (area averaging), never below
+    ``smallest`` px on the shorter side."""
+    height, width = pixels.shape[:2]
+    scale = max(scale, smallest / min(height, width))
+    if scale >= 1:
+        return pixels
+    return downscale(pixels, round(max(height, width) * scale))
+
+
 def random_window(
     shape: tuple[int, ...], crop: int, generator: torch.Generator
 ) -> tuple[slice, slice]:
@@ -174,6 +223,8 @@ class TrainingPairs(Dataset):
         synth: how sharp-only photos are blurred (its ``crop`` is set here).
         task: ``deblur`` (good photos are blurred) or ``enhance`` (they are degraded).
         max_side: good photos are first shrunk to this longer side.
+        scales: each crop of a good photo comes from it scaled by a factor drawn
+            uniformly from this range, so blur of every size meets content of every size.
     """
 
     def __init__(
@@ -184,6 +235,7 @@ class TrainingPairs(Dataset):
         synth: SynthSettings | None = None,
         task: str = "deblur",
         max_side: int | None = None,
+        scales: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         self.source = source
         self.crop = crop
@@ -191,7 +243,18 @@ class TrainingPairs(Dataset):
         self.epoch = 0
         self.task = task
         self.max_side = max_side
+        self.scales = scales
         self.synth = SynthSettings(crop=(crop, crop), **_synth_fields(synth))
+
+    def _photo(self, index: int, seed: int) -> np.ndarray:
+        """Good photo ``index``, shrunk to ``max_side`` and then by a random scale."""
+        photo = load_photo(self.source.sharp_only[index], self.max_side)
+        low, high = self.scales
+        if low == high == 1.0:
+            return photo
+        g = torch.Generator().manual_seed(seed ^ 0x5CA1E)
+        scale = low + (high - low) * float(torch.rand((), generator=g))
+        return rescale(photo, scale, self.crop)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -212,12 +275,12 @@ class TrainingPairs(Dataset):
                 [pixels_to_model_input(blurred[window]), pixels_to_model_input(sharp[window])]
             )
         elif self.task == "enhance":
-            photo = load_photo(self.source.sharp_only[index], self.max_side)
+            photo = self._photo(index, seed)
             g = torch.Generator().manual_seed(seed)
             window = random_window(photo.shape[:2], self.crop, g)
             pair = torch.stack(_degraded_pair(photo[window], g))
         else:
-            photo = load_photo(self.source.sharp_only[index], self.max_side)
+            photo = self._photo(index, seed)
             made = synthesize_pairs(photo, [seed], self.synth)[0]
             pair = torch.stack(
                 [pixels_to_model_input(made.blurred), pixels_to_model_input(made.sharp)]
@@ -240,10 +303,12 @@ def _synth_fields(synth: SynthSettings | None) -> dict:
 
 
 class ValidationPairs(Dataset):
-    """Centre crops (``crop``×``crop``, or the whole image when smaller) of fixed pairs.
+    """Centre crops (``crop``×``crop``, or the whole image when smaller or when
+    ``crop`` is 0) of fixed pairs.
 
     Good-photo folders are blurred (or, for ``task="enhance"``, degraded) once
-    with a fixed seed, so every validation sees the same inputs.
+    with a fixed seed, so every validation sees the same inputs; ``synth``
+    says how (the training recipe's blur, so validation measures the same task).
     """
 
     def __init__(
@@ -253,13 +318,14 @@ class ValidationPairs(Dataset):
         seed: int,
         task: str = "deblur",
         max_side: int | None = None,
+        synth: SynthSettings | None = None,
     ) -> None:
         self.source = source
-        self.crop = crop
+        self.crop = crop if crop > 0 else 1 << 30
         self.seed = seed
         self.task = task
         self.max_side = max_side
-        self.synth = SynthSettings(crop=None)
+        self.synth = SynthSettings(crop=None, **_synth_fields(synth))
 
     def __len__(self) -> int:
         return len(self.source)

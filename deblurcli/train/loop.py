@@ -26,10 +26,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from deblurcli import metrics
+from deblurcli.device import resolve_training_precision
 from deblurcli.errors import UsageError, WeightsError
 from deblurcli.models import build_model, get_spec, list_models
-from deblurcli.models._builder import save_weights
-from deblurcli.train.data import Source, TrainingPairs, ValidationPairs, check_sizes, sample_seed
+from deblurcli.models._builder import load_model, save_weights
+from deblurcli.train.data import (
+    Source,
+    TrainingPairs,
+    ValidationPairs,
+    check_sizes,
+    sample_seed,
+    synth_settings,
+)
 from deblurcli.train.gan import Adversary
 from deblurcli.train.losses import CONTENT_LOSSES, PerceptualLoss, VGG19Conv33
 from deblurcli.train.presets import TrainConfig
@@ -125,6 +133,7 @@ class Trainer:
         if unknown:
             known = ", ".join([*CONTENT_LOSSES, *sorted(self.OTHER_LOSSES)])
             raise UsageError(f"unknown loss {sorted(unknown)[0]!r} for this recipe: use {known}")
+        self.autocast_dtype = resolve_training_precision(config.precision, device)
         self._make_data(train, val)
         self.content = {k: CONTENT_LOSSES[k] for k in config.weights if k in CONTENT_LOSSES}
         self.perceptual = (
@@ -134,10 +143,12 @@ class Trainer:
         )
         torch.manual_seed(config.seed)
         self._make_networks()
-        self.amp = device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # Loss scaling is for fp16 only; bf16 has fp32's range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
         self.step = 0
         self.best_psnr = -math.inf
+        if config.init is not None and not resume:
+            self._warm_start(Path(config.init))
         if resume:
             self._load(run_dir / CHECKPOINT)
             if self.step > config.steps:
@@ -163,19 +174,55 @@ class Trainer:
             config.crop,
             config.max_side if not train.pairs else None,
         )
+        try:
+            synth = synth_settings(config.synth) if self.task == "deblur" else None
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"the recipe's blur options do not work: {exc}") from None
         self.train_set = TrainingPairs(
-            train, config.crop, config.seed, task=self.task, max_side=config.max_side
+            train,
+            config.crop,
+            config.seed,
+            synth,
+            task=self.task,
+            max_side=config.max_side,
+            scales=config.scales,
         )
         self.val_set = (
-            ValidationPairs(val, config.val_crop, config.seed, self.task, config.max_side)
+            ValidationPairs(
+                val,
+                config.val_crop,
+                config.seed,
+                self.task,
+                config.val_max_side or config.max_side,
+                synth,
+            )
             if val
             else None
         )
+
+    def _warm_start(self, path: Path) -> None:
+        """Start the generator and its EMA from a weights file of the same architecture.
+
+        Raises:
+            WeightsError: unreadable file, another architecture, or other options.
+        """
+        loaded, _ = load_model(path, self.config.model)
+        try:
+            self.model.load_state_dict(loaded.state_dict())
+        except RuntimeError as exc:
+            raise WeightsError(
+                f"does not fit this run's {self.config.model_config} options: "
+                f"{str(exc).splitlines()[0]}",
+                path,
+            ) from None
+        self.ema.load_state_dict(self.model.state_dict())
 
     def _make_networks(self) -> None:
         """Generator (``model``, its ``ema``), critics and their optimisers and schedules."""
         config, device = self.config, self.device
         self.model = start_as_identity(build_model(config.model, config.model_config)).to(device)
+        if device.type in ("cpu", "cuda"):  # NHWC: faster convolutions there, most of all in bf16
+            self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.adversary = Adversary.from_config(config).to(device) if config.gan_loss else None
         self.generator = self._wrap(self.model)
@@ -300,8 +347,8 @@ class Trainer:
                 parameter.grad /= self.world
 
     def _autocast(self):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype, enabled=self.amp)
+        enabled = self.autocast_dtype != torch.float32
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled)
 
     def _train_step(self, blurred: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
         config = self.config

@@ -8,7 +8,10 @@ critic steps per generator step, perceptual loss ×100, Adam 1e-4 with betas
 double-scale critic, 0.5·L1 + 0.006·perceptual + 0.01·adversarial, backbone
 frozen for the first 3 % of steps, linear decay.
 
-``fast``: L1 + FFT-L1 + SSIM, no GAN, no VGG: trains on a CPU.
+``fast``: L1 + FFT-L1 + SSIM, no GAN, no VGG: trains on a CPU. Good photos
+are blurred on the fly over the range users meet (``FAST_SYNTH``): camera
+shake of about 5 to 40 px extent, some linear and defocus blur, sensor noise
+up to about 2.5 grey levels, with crops drawn at 0.5× to 1× of the photo.
 
 ``dpe``: Deep Photo Enhancer (Chen et al., CVPR 2018), supervised: MSE
 only, as the paper's 23.8 dB setting on MIT-Adobe FiveK.
@@ -53,6 +56,11 @@ class TrainConfig:
     freeze_backbone_steps: int = 0
     ema_decay: float = 0.999
     max_side: int | None = None  # sharp-only photos shrunk to this longer side on loading
+    scales: tuple[float, float] = (1.0, 1.0)  # crops from the photo scaled by a factor in here
+    synth: dict = field(default_factory=dict)  # on-the-fly blur: synth-blur options (train.data)
+    val_max_side: int | None = None  # validation photos shrunk to this longer side
+    precision: str = "auto"  # autocast dtype: auto, bf16, fp16 (CUDA) or fp32
+    init: str | None = None  # warm start: a weights file of the same architecture
     val_every: int = 200
     log_every: int = 10
     seed: int = 0
@@ -65,6 +73,8 @@ class TrainConfig:
     def from_json(text: str) -> TrainConfig:
         data = json.loads(text)
         data["betas"] = tuple(data["betas"])
+        if "scales" in data:
+            data["scales"] = tuple(data["scales"])
         if data.get("gp_band") is not None:
             data["gp_band"] = tuple(data["gp_band"])
         known = {f.name for f in fields(TrainConfig)}
@@ -85,12 +95,26 @@ _DPE_ADVERSARIAL = {
     "betas": (0.5, 0.999),
 }
 
+# On-the-fly blur of the fast recipe (keys of train.data.synth_settings). Shake path
+# lengths 15-100 give kernels of about 5-43 px extent; 3 in 5 pairs are shake.
+FAST_SYNTH = {
+    "types": ["shake", "shake", "shake", "linear", "defocus"],
+    "max_len": [15.0, 100.0],
+    "exposure": [0.5, 1.0],
+    "length": [5.0, 35.0],
+    "radius": [1.0, 5.0],
+    "shot_noise": [1e-5, 3e-4],
+    "read_noise": [2e-4, 3e-3],
+}
+
 PRESETS: dict[str, dict] = {
     "fast": {
         "weights": {"l1": 1.0, "fft": 0.1, "ssim": 0.2},
         "gan_loss": None,
         "betas": (0.9, 0.999),
         "lr": 2e-4,
+        "synth": FAST_SYNTH,
+        "scales": (0.5, 1.0),
     },
     "dpe": {
         "model": "dpe",

@@ -78,3 +78,23 @@ def test_bad_options_are_usage_errors(monkeypatch, capsys, tmp_path, dataset, ex
     code, _, stderr = cli(monkeypatch, capsys, *args, *extra)
     assert code == 2 and message in stderr
     assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_recipe_options_reach_the_run_and_bad_ones_exit_2(monkeypatch, capsys, tmp_path, dataset):
+    run_dir = tmp_path / "run"
+    base = ["train", "--model", "mobilenet-dsc", "--data", str(dataset / "train"), "-o",
+            str(run_dir), "--steps", "2", "--batch-size", "4", "--crop", "64", "--val-every", "2",
+            "-j", "0", "--device", "cpu"]  # fmt: skip
+    code, _, stderr = cli(monkeypatch, capsys, *base, "--precision", "fp16")
+    assert code == 2 and "fp16 training needs a GPU" in stderr
+    code, _, stderr = cli(monkeypatch, capsys, *base, "--blur-option", "max_len")
+    assert code == 2 and "expected KEY=VALUE" in stderr
+    code, _, stderr = cli(
+        monkeypatch, capsys, *base, "--precision", "bf16", "--blur-option", "max_len=[20,40]",
+        "--val-crop", "0", "--val-max-side", "80",
+    )  # fmt: skip
+    assert code == 0, stderr
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["precision"] == "bf16" and config["synth"]["max_len"] == [20, 40]
+    assert config["synth"]["types"] == ["shake", "shake", "shake", "linear", "defocus"]
+    assert config["val_crop"] == 0 and config["val_max_side"] == 80

@@ -66,7 +66,7 @@ def test_resume_continues_at_the_saved_step(dataset, tmp_path):
     magnifies that on near-zero gradients. So the resumed weights must be much closer to
     the uninterrupted run's than the last ten steps moved them."""
     train = find_data(dataset / "train")
-    config = _config(steps=20, val_every=10, log_every=1)
+    config = _config(steps=20, val_every=10, log_every=1, precision="fp32")
     straight = Trainer(config, train, None, tmp_path / "a", CPU)
     straight_losses, at_step_10 = {}, None
     for report in straight.run():
