@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from quality import HELD_OUT, PHOTOS, available_weights, model_method, print_table
+from quality import DATASETS, HELD_OUT, available_weights, model_method, print_table
 
 
 def build_set(size: int, per_photo: int, seed: int) -> list[dict]:
@@ -36,7 +36,7 @@ def build_set(size: int, per_photo: int, seed: int) -> list[dict]:
 
     pairs = []
     for name in HELD_OUT:
-        original = downscale(cv2.imread(str(PHOTOS / f"{name}.jpg"))[:, :, ::-1], size)
+        original = downscale(cv2.imread(str(DATASETS / f"{name}.jpg"))[:, :, ::-1], size)
         original = np.ascontiguousarray(original)
         image = torch.from_numpy(original).permute(2, 0, 1).double() / 255
         for index in range(per_photo):

@@ -1,9 +1,11 @@
 """Deblurring quality on held-out photographs: models against classical baselines.
 
-Builds a validation set reproducibly (``--seed``) from photos kept out of
-training (``HELD_OUT`` below), blurred with camera-shake kernels through the
-synth-blur camera model (noise off unless ``--noise``), then scores with the
-``deblur score`` metrics:
+Builds a validation set reproducibly (``--seed``) from whole photos kept out
+of training (``HELD_OUT`` below), scaled to ``--size`` px on the longer side,
+blurred with camera-shake kernels of about 5 to 43 px extent through the
+synth-blur camera model (sensor noise off unless ``--noise``, which draws it
+as the ``fast`` training recipe does: up to about 2.5 grey levels), then
+scores with the ``deblur score`` metrics, overall and per kernel extent:
 
 * ``blurred input``: the identity, the floor every method must beat;
 * ``unsharp mask``: OpenCV Gaussian unsharp masking (σ = 2, amount 1);
@@ -11,11 +13,16 @@ synth-blur camera model (noise off unless ``--noise``), then scores with the
   kernel that made the blur, per channel, in linear light, edges mirrored (balance 0.01);
 * ``Richardson-Lucy (true kernel)``: ``restoration.richardson_lucy``, 30 iterations,
   the same way;
+* ``hyper-Laplacian (true kernel)``: :func:`deblurcli.ops.deconv.deconvolve`
+  (Krishnan and Fergus 2009) in linear light, its weight set by the noise
+  estimate of the blurred photo;
+* ``L0 blind kernel + hyper-Laplacian``: the same, with the kernel estimated
+  from the blurred photo by :func:`deblurcli.ops.deconv.estimate_kernel`;
 * every ``--weights`` given (a name, file or URL, as ``deblur deblur`` takes);
   by default every deblurring weight file on this machine (the shipped ones
   and any in the cache).
 
-    python benchmarks/quality.py                                  # shipped weights
+    python benchmarks/quality.py --noise                          # shipped weights
     python benchmarks/quality.py --weights                        # baselines only
     python benchmarks/quality.py --weights runs/m1/best.safetensors fpn_mobilenet
 """
@@ -30,29 +37,59 @@ import cv2
 import numpy as np
 import torch
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos"
-# Kept out of every training set made for the shipped weights.
-HELD_OUT = ("Bridge_by_Sander_Klootwijk", "LadyBird", "Wood", "friends_by_Aitzol_Berasategi")
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# Kept out of every training set made for the shipped weights (photos/ and photos-extra/).
+HELD_OUT = (
+    "photos/Bridge_by_Sander_Klootwijk",
+    "photos/LadyBird",
+    "photos/Wood",
+    "photos/friends_by_Aitzol_Berasategi",
+    "photos-extra/Road",
+    "photos-extra/bluebird",
+    "photos-extra/casa-mila",
+    "photos-extra/flowers",
+)
+# Kernel extents (px) the gains are reported for.
+EXTENT_BINS = ((0, 10), (11, 20), (21, 999))
+
+
+def kernel_extent(kernel: np.ndarray) -> int:
+    """Side of the box holding every kernel value above 2 % of the peak, px."""
+    rows, cols = np.nonzero(kernel > 0.02 * kernel.max())
+    return int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1
 
 
 def build_set(size: int, per_photo: int, seed: int, noise: bool) -> list[dict]:
-    """Blurred/sharp uint8 RGB pairs and kernels from the held-out photos, ``size`` px wide."""
+    """Blurred/sharp uint8 RGB pairs and kernels from the held-out photos, ``size`` px on
+    the longer side."""
     from deblurcli.ops.synthesis import SynthesisConfig
-    from deblurcli.pipelines.synth import KernelOptions, Range, SynthSettings, synthesize_pairs
+    from deblurcli.pipelines.synth import Range, SynthSettings, synthesize_pairs
+    from deblurcli.train.data import synth_settings
+    from deblurcli.train.presets import FAST_SYNTH
 
+    recipe = synth_settings(
+        {key: FAST_SYNTH[key] for key in ("max_len", "exposure", "shot_noise", "read_noise")}
+    )
     settings = SynthSettings(
         crop=None,
-        kernels=KernelOptions(max_len=Range(15, 35), exposure=Range(0.5, 1.0)),
-        synthesis=SynthesisConfig(noise=noise, saturation=False),
+        kernels=recipe.kernels,
+        synthesis=SynthesisConfig(
+            noise=noise,
+            saturation=False,
+            shot_noise=recipe.synthesis.shot_noise,
+            read_noise=recipe.synthesis.read_noise,
+        ),
     )
+    assert settings.kernels.max_len == Range(15.0, 100.0)
     pairs = []
-    for name in HELD_OUT:
-        image = cv2.imread(str(PHOTOS / f"{name}.jpg"))[:, :, ::-1]
+    for number, name in enumerate(HELD_OUT):
+        image = cv2.imread(str(DATASETS / f"{name}.jpg"))[:, :, ::-1]
         height, width = image.shape[:2]
+        scale = size / max(height, width)
         image = cv2.resize(
-            image, (size, round(height * size / width)), interpolation=cv2.INTER_AREA
+            image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
         )
-        seeds = [seed * 1000 + i for i in range(per_photo)]
+        seeds = [seed * 1000 + number * per_photo + i for i in range(per_photo)]  # own kernels
         for index, made in enumerate(synthesize_pairs(image, seeds, settings)):
             pairs.append(
                 {
@@ -60,6 +97,7 @@ def build_set(size: int, per_photo: int, seed: int, noise: bool) -> list[dict]:
                     "blurred": made.blurred,
                     "sharp": made.sharp,
                     "kernel": made.kernel.numpy(),
+                    "extent": kernel_extent(made.kernel.numpy()),
                 }
             )
     return pairs
@@ -97,6 +135,42 @@ def richardson_lucy(pair: dict) -> np.ndarray:
     return _per_channel(pair, lambda c, k: skimage_rl(c, k, num_iter=30, clip=True))
 
 
+def _linear(pixels: np.ndarray) -> torch.Tensor:
+    from deblurcli.ops.color import pixels_to_linear
+
+    return pixels_to_linear(pixels).float()
+
+
+def _encode(light: torch.Tensor) -> np.ndarray:
+    from deblurcli.ops.color import linear_to_srgb
+
+    return (linear_to_srgb(light.clamp(0, 1)).permute(1, 2, 0) * 255).round().byte().numpy()
+
+
+def hyper_laplacian(pair: dict, kernel: torch.Tensor | None = None) -> np.ndarray:
+    """Hyper-Laplacian deconvolution in linear light with ``kernel`` (default: the true one);
+    the data weight is 0.03 / σ², σ the noise of the blurred photo's green sRGB channel."""
+    from deblurcli.ops import deconv
+
+    if kernel is None:
+        kernel = torch.from_numpy(pair["kernel"]).float()
+    sigma = max(deconv.estimate_noise(torch.from_numpy(pair["blurred"][:, :, 1] / 255.0)), 1e-3)
+    light = _linear(pair["blurred"])
+    margin = kernel.shape[-1]
+    padded = deconv.pad_smooth_periodic(light, margin)
+    restored = deconv.deconvolve(padded, kernel, 0.03 / sigma**2)
+    return _encode(restored[:, margin:-margin, margin:-margin])
+
+
+def blind_hyper_laplacian(pair: dict) -> np.ndarray:
+    """:func:`hyper_laplacian` with the kernel estimated from the grey blurred photo (45 px)."""
+    from deblurcli.ops import deconv
+
+    light = _linear(pair["blurred"])
+    gray = 0.299 * light[0] + 0.587 * light[1] + 0.114 * light[2]
+    return hyper_laplacian(pair, deconv.estimate_kernel(gray, 45))
+
+
 def model_method(weights: str):
     from deblurcli.device import resolve_device
     from deblurcli.hub import resolve_weights
@@ -122,7 +196,8 @@ def available_weights(task: str) -> list[str]:
     ]
 
 
-def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[float, float]:
+def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[list[float], list[float]]:
+    """Per-pair PSNR and SSIM against the sharp images."""
     from deblurcli import metrics
 
     psnrs, ssims = [], []
@@ -133,18 +208,32 @@ def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[float, float]:
         )
         psnrs.append(float(metrics.psnr(pred, target, 255)))
         ssims.append(float(metrics.ssim(pred, target, 255)))
-    return float(np.mean(psnrs)), float(np.mean(ssims))
+    return psnrs, ssims
 
 
-def print_table(methods: dict, pairs: list[dict]) -> None:
-    """Run every method on every pair; print mean PSNR, SSIM and seconds per image."""
-    print(f"{'method':<32} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}")
+def print_table(methods: dict, pairs: list[dict], bins: tuple = ()) -> None:
+    """Run every method on every pair; print mean PSNR, SSIM, seconds per image, and when
+    ``bins`` are given, the worst pair's gain and the mean gain over the first method (the
+    input) per kernel extent (px)."""
+    columns = "".join(f" {f'{lo}-{hi} px' if hi < 999 else f'{lo}+ px':>9}" for lo, hi in bins)
+    extra = f" {'worst':>7}{columns}" if bins else ""
+    print(f"{'method':<36} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}{extra}")
+    baseline = None
     for name, method in methods.items():
         started = time.perf_counter()
         outputs = [method(pair) for pair in pairs]
         seconds = (time.perf_counter() - started) / len(pairs)
-        psnr, ssim = score(outputs, pairs)
-        print(f"{name:<32} {psnr:>7.2f} {ssim:>7.4f} {seconds:>8.3f}", flush=True)
+        psnrs, ssims = score(outputs, pairs)
+        line = f"{name:<36} {np.mean(psnrs):>7.2f} {np.mean(ssims):>7.4f} {seconds:>8.3f}"
+        if bins:
+            baseline = psnrs if baseline is None else baseline
+            gains = np.array(psnrs) - np.array(baseline)
+            extents = np.array([pair["extent"] for pair in pairs])
+            line += f" {gains.min():>+7.2f}"
+            for lo, hi in bins:
+                inside = (extents >= lo) & (extents <= hi)
+                line += f" {gains[inside].mean():>+9.2f}" if inside.any() else f" {'-':>9}"
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -155,8 +244,8 @@ def main() -> None:
         default=None,
         help="names, files or URLs (default: every deblurring weight file on this machine)",
     )
-    parser.add_argument("--size", type=int, default=640, help="photo width in px")
-    parser.add_argument("--per-photo", type=int, default=3)
+    parser.add_argument("--size", type=int, default=1280, help="longer side in px")
+    parser.add_argument("--per-photo", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--noise", action="store_true", help="sensor noise on the blurred inputs")
     args = parser.parse_args()
@@ -166,14 +255,17 @@ def main() -> None:
         "unsharp mask": unsharp,
         "Wiener (true kernel)": wiener,
         "Richardson-Lucy (true kernel)": richardson_lucy,
+        "hyper-Laplacian (true kernel)": hyper_laplacian,
+        "L0 blind kernel + hyper-Laplacian": blind_hyper_laplacian,
     }
     for weights in available_weights("deblur") if args.weights is None else args.weights:
         methods[weights] = model_method(weights)
+    extents = sorted(pair["extent"] for pair in pairs)
     print(
-        f"{len(pairs)} pairs from {len(HELD_OUT)} held-out photos, {args.size} px wide, "
-        f"seed {args.seed}"
+        f"{len(pairs)} pairs from {len(HELD_OUT)} held-out photos, {args.size} px on the longer "
+        f"side, seed {args.seed}, kernel extents {extents[0]}-{extents[-1]} px"
     )
-    print_table(methods, pairs)
+    print_table(methods, pairs, EXTENT_BINS)
 
 
 if __name__ == "__main__":

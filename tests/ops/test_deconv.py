@@ -1,0 +1,120 @@
+"""Deconvolution: periodic padding, kernel fit and clean-up, hyper-Laplacian shrinkage,
+non-blind deconvolution, the noise estimate, and blind kernel estimation on an easy image."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from deblurcli.ops import deconv
+from deblurcli.ops.blur import linear_kernels
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10((a.clamp(0, 1) - b).square().mean()))
+
+
+@pytest.fixture(scope="module")
+def blocks() -> torch.Tensor:
+    """(160, 200) grey image of flat blocks with edges in every direction, in [0.1, 0.9]."""
+    rng = np.random.default_rng(3)
+    image = np.full((160, 200), 0.5, np.float32)
+    for _ in range(40):
+        centre = (int(rng.integers(0, 200)), int(rng.integers(0, 160)))
+        axes = (int(rng.integers(6, 30)), int(rng.integers(6, 30)))
+        angle = float(rng.uniform(0, 180))
+        cv2.ellipse(image, centre, axes, angle, 0, 360, float(rng.uniform(0.1, 0.9)), -1)
+    return torch.from_numpy(image)
+
+
+def _periodic_blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    transfer = deconv.kernel_transfer(kernel, image.shape[-2:])
+    return torch.fft.irfft2(torch.fft.rfft2(image) * transfer, s=image.shape[-2:])
+
+
+def test_smooth_periodic_padding_keeps_the_image_and_wraps_without_a_jump(blocks):
+    padded = deconv.pad_smooth_periodic(blocks[None], 20)[0]
+    assert padded.shape == (200, 240)
+    assert torch.allclose(padded[20:-20, 20:-20], blocks, atol=1e-6)
+    mean = float(blocks.mean())
+    assert torch.allclose(padded[0], torch.full((240,), mean), atol=1e-6)  # meets the far side
+    assert torch.allclose(padded[:, -1], torch.full((200,), mean), atol=1e-6)
+
+
+def test_kernel_transfer_is_the_true_convolution_of_ops_blur(blocks):
+    from deblurcli.ops.blur import convolve_valid
+
+    kernel = linear_kernels(9.0, 30.0)[0].float()
+    periodic = _periodic_blur(blocks, kernel)
+    valid = convolve_valid(blocks[None, None], kernel[None])[0, 0]
+    half = kernel.shape[-1] // 2
+    assert torch.allclose(periodic[half:-half, half:-half], valid, atol=1e-5)
+
+
+def test_fit_kernel_recovers_the_kernel_from_the_sharp_image(blocks):
+    kernel = linear_kernels(11.0, 60.0)[0].float()
+    blurred = _periodic_blur(blocks, kernel)
+    fitted = deconv.clean_kernel(deconv.fit_kernel(blocks, blurred, 15, 1e-4))
+    truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
+    assert float((fitted - truth).abs().sum()) < 0.05
+    assert math.isclose(float(fitted.sum()), 1.0, rel_tol=1e-6) and float(fitted.min()) >= 0
+
+
+def test_clean_kernel_drops_specks_and_centres():
+    kernel = torch.zeros(15, 15)
+    kernel[3, 3:8] = 1.0  # a stroke off centre
+    kernel[13, 13] = 0.3  # an isolated speck
+    kernel[10, 2] = -0.5  # negative
+    cleaned = deconv.clean_kernel(kernel)
+    assert float(cleaned[13, 13]) == 0 and float(cleaned.min()) >= 0
+    assert cleaned[7].nonzero().flatten().tolist() == [5, 6, 7, 8, 9]  # centred row
+    assert math.isclose(float(cleaned.sum()), 1.0, rel_tol=1e-6)
+
+
+def test_shrinkage_table_minimises_the_hyper_laplacian_cost():
+    alpha, beta = 0.8, 8.0
+    table = deconv._shrink_table(alpha, beta, 2.0, 4096, None)
+    values = torch.tensor([-0.9, -0.3, 0.05, 0.2, 0.6, 1.4])
+    shrunk = deconv._shrink(values, table, 2.0)
+    grid = torch.linspace(-2, 2, 400001)
+    for v, w in zip(values.tolist(), shrunk.tolist(), strict=True):
+        cost = grid.abs().pow(alpha) + beta / 2 * (grid - v) ** 2
+        best = float(grid[cost.argmin()])
+        assert abs(w - best) < 2e-3, (v, w, best)
+
+
+def test_deconvolve_with_the_true_kernel_restores_a_noisy_blur(blocks):
+    kernel = linear_kernels(13.0, 20.0)[0].float()
+    generator = torch.Generator().manual_seed(0)
+    sigma = 0.01
+    blurred = _periodic_blur(blocks, kernel) + sigma * torch.randn(
+        blocks.shape, generator=generator
+    )
+    restored = deconv.deconvolve(blurred[None], kernel, 0.1 / sigma**2)[0]
+    before, after = _psnr(blurred, blocks), _psnr(restored, blocks)
+    assert after > before + 4, (before, after)  # measured: 23.2 -> 29.1 dB
+
+
+def test_noise_estimate_reads_the_sigma_of_white_noise(blocks):
+    generator = torch.Generator().manual_seed(1)
+    smooth = torch.from_numpy(cv2.GaussianBlur(blocks.numpy(), (0, 0), 3))
+    for sigma in (0.003, 0.01, 0.03):
+        noisy = smooth + sigma * torch.randn(smooth.shape, generator=generator)
+        assert abs(deconv.estimate_noise(noisy) / sigma - 1) < 0.15
+
+
+def test_blind_estimate_finds_a_linear_blur_on_an_easy_image(blocks):
+    """Flat blocks with edges in every direction: the case L0 kernel estimation is made
+    for. The estimate has the blur's direction and length but not its exact profile:
+    with it, deconvolution gains 2.2 dB where the true kernel gains 6.8 dB."""
+    kernel = linear_kernels(9.0, 45.0)[0].float()
+    blurred = _periodic_blur(blocks, kernel)
+    estimate = deconv.estimate_kernel(blurred, 15)
+    truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
+    assert float((estimate - truth).abs().sum()) < 0.6  # measured 0.53; a delta is 1.79 apart
+    restored = deconv.deconvolve(blurred[None], estimate, 1e3)[0]
+    assert _psnr(restored, blocks) > _psnr(blurred, blocks) + 1.5
