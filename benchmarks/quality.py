@@ -17,7 +17,8 @@ scores with the ``deblur score`` metrics, overall and per kernel extent:
   (Krishnan and Fergus 2009) in linear light, its weight set by the noise
   estimate of the blurred photo;
 * ``L0 blind kernel + hyper-Laplacian``: the same, with the kernel estimated
-  from the blurred photo by :func:`deblurcli.ops.deconv.estimate_kernel`;
+  from the blurred photo by :func:`deblurcli.ops.deconv.estimate_kernel_growing`
+  (23, 35 or 51 px);
 * every ``--weights`` given (a name, file or URL, as ``deblur deblur`` takes);
   by default every deblurring weight file on this machine (the shipped ones
   and any in the cache).
@@ -163,12 +164,12 @@ def hyper_laplacian(pair: dict, kernel: torch.Tensor | None = None) -> np.ndarra
 
 
 def blind_hyper_laplacian(pair: dict) -> np.ndarray:
-    """:func:`hyper_laplacian` with the kernel estimated from the grey blurred photo (45 px)."""
+    """:func:`hyper_laplacian` with the kernel estimated from the grey blurred photo."""
     from deblurcli.ops import deconv
 
     light = _linear(pair["blurred"])
     gray = 0.299 * light[0] + 0.587 * light[1] + 0.114 * light[2]
-    return hyper_laplacian(pair, deconv.estimate_kernel(gray, 45))
+    return hyper_laplacian(pair, deconv.estimate_kernel_growing(gray))
 
 
 def model_method(weights: str):

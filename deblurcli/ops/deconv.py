@@ -7,7 +7,8 @@ Pure functions on tensors, in three parts:
   L0 gradient prior (Xu, Zheng and Jia, CVPR 2013; Pan et al., TPAMI 2017),
   which keeps only strong edges, and a least-squares kernel fit in the
   gradient domain, cleaned (non-negative, small values and isolated
-  specks removed, centred, summing to 1).
+  specks removed, centred, summing to 1). :func:`estimate_kernel_growing`
+  also chooses the kernel's size.
 * :func:`deconvolve`: non-blind deconvolution with a hyper-Laplacian gradient
   prior (Krishnan and Fergus, NIPS 2009) by half-quadratic splitting; each
   step is a closed-form FFT solve and a per-pixel shrinkage.
@@ -286,6 +287,28 @@ def estimate_kernel(
             latent = l0_latent(blurred, kernel, weight)
             kernel = clean_kernel(fit_kernel(latent, blurred, k_size, kernel_weight))
             weight = max(weight / 1.1, 1e-4)
+    return kernel
+
+
+def estimate_kernel_growing(
+    gray: torch.Tensor, sizes: tuple[int, ...] = (23, 35, 51)
+) -> torch.Tensor:
+    """:func:`estimate_kernel` in the smallest of ``sizes`` whose estimate stays at
+    least 2 px clear of the window's border (the largest when none does).
+
+    A window much larger than the blur gives the fit room for spurious
+    structure; one smaller than the blur truncates it, which shows as
+    support reaching the border.
+
+    Returns:
+        (K, K), K one of ``sizes``.
+    """
+    for size in sizes:
+        kernel = estimate_kernel(gray, size)
+        rows, cols = torch.nonzero(kernel > 0, as_tuple=True)
+        margin = min(rows.min(), cols.min(), size - 1 - rows.max(), size - 1 - cols.max())
+        if margin >= 2:
+            break
     return kernel
 
 

@@ -118,3 +118,13 @@ def test_blind_estimate_finds_a_linear_blur_on_an_easy_image(blocks):
     assert float((estimate - truth).abs().sum()) < 0.6  # measured 0.53; a delta is 1.79 apart
     restored = deconv.deconvolve(blurred[None], estimate, 1e3)[0]
     assert _psnr(restored, blocks) > _psnr(blurred, blocks) + 1.5
+
+
+def test_the_kernel_window_grows_until_the_blur_fits(blocks):
+    """A 15 px blur truncated by a 9 px window reaches its border; 25 px holds it.
+    A 5 px blur fits the smallest window, so it stays there."""
+    kernel = linear_kernels(15.0, 0.0)[0].float()
+    blurred = _periodic_blur(blocks, kernel)
+    assert deconv.estimate_kernel_growing(blurred, (9, 25, 35)).shape == (25, 25)
+    small = linear_kernels(5.0, 0.0)[0].float()
+    assert deconv.estimate_kernel_growing(_periodic_blur(blocks, small), (13, 21)).shape == (13, 13)
