@@ -27,6 +27,16 @@ def enhance(
             help="Blend with the input: 1 is the full enhancement, 0 leaves photos unchanged.",
         ),
     ] = 1.0,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            rich_help_panel=MODEL_PANEL,
+            help="curves (default: colour matrix and tone curves read from each photo) or "
+            "dpe (Deep Photo Enhancer's global U-Net); each with its shipped weights.",
+        ),
+    ] = None,
     weights: Annotated[
         str | None,
         typer.Option(
@@ -36,7 +46,7 @@ def enhance(
             show_envvar=True,
             rich_help_panel=MODEL_PANEL,
             help="Enhancer weights: a name from 'deblur weights list', a deblurcli "
-            ".safetensors file or an https URL (default: the shipped dpe weights).",
+            ".safetensors file or an https URL (default: the --model's shipped weights).",
         ),
     ] = None,
     tile: opt.Tile = 0,
@@ -53,15 +63,23 @@ def enhance(
 ) -> None:
     """Improve exposure, contrast and colour of photographs, at full resolution.
 
-    Example: deblur enhance ./photos -o ./enhanced --strength 0.8
+    Examples: deblur enhance ./photos -o ./enhanced; deblur enhance ./photos -o ./out --model dpe
     """
     if fmt not in opt.FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
     check_output_dir(output)
+    if model is not None:
+        from deblurcli.models import get_spec, list_models
+
+        if get_spec(model).task != "enhance":
+            raise UsageError(
+                f"--model {model} deblurs: use deblur deblur, or one of "
+                f"{', '.join(list_models('enhance'))}"
+            )
     restorer, header = load_restorer(
         task="enhance",
-        architecture=None,
-        default_architecture="dpe",
+        architecture=model,
+        default_architecture="curves",
         weights=weights,
         device=device,
         precision=precision,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deblurcli.models import deblurgan_v1, deblurgan_v2, dpe
+from deblurcli.models import curves, deblurgan_v1, deblurgan_v2, dpe
 from deblurcli.models._registry import register_model
 from deblurcli.models.deblurgan_v2 import (
     FPNGenerator,
@@ -87,3 +87,18 @@ def inception(norm: Norm = "instance") -> FPNGenerator:
 def dpe_unet(global_size: int = 512) -> dpe.DPEGenerator:
     """DPE's global U-Net; the global path sees a ``global_size`` square copy."""
     return dpe.DPEGenerator(global_size=global_size)
+
+
+@register_model(
+    "curves",
+    task="enhance",
+    memory_per_pixel=60,
+    description="Image-adaptive colour matrix and tone curves read from each photo's levels "
+    "(38 k parameters, exact at any size)",
+    default_weights="deblurcli-curves",
+)
+def curve_enhancer(
+    sample_size: int = 512, knots: int = 16, hidden: int = 128
+) -> curves.CurveEnhancer:
+    """Auto levels, then a colour matrix and 16-segment curves per channel."""
+    return curves.CurveEnhancer(sample_size=sample_size, knots=knots, hidden=hidden)

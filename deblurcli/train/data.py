@@ -21,6 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -28,7 +29,7 @@ from torch.utils.data import Dataset
 
 from deblurcli.errors import InputImageError, UsageError
 from deblurcli.io.images import SUPPORTED_SUFFIXES, read_image
-from deblurcli.ops.degrade import degrade
+from deblurcli.ops.degrade import DegradeConfig, degrade
 from deblurcli.ops.synthesis import SynthesisConfig
 from deblurcli.pipelines.synth import (
     KernelOptions,
@@ -194,12 +195,33 @@ def random_window(
     return slice(y, y + crop), slice(x, x + crop)
 
 
+def degrade_config(options: dict) -> DegradeConfig:
+    """A :class:`DegradeConfig` from a recipe's ``{field: [low, high]}`` options.
+
+    Raises:
+        ValueError: an unknown field.
+    """
+    known = set(DegradeConfig.__dataclass_fields__)
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(
+            f"unknown degradation {sorted(unknown)[0]!r}: use {', '.join(sorted(known))}"
+        )
+    return DegradeConfig(**{key: tuple(value) for key, value in options.items()})
+
+
 def _degraded_pair(
-    pixels: np.ndarray, generator: torch.Generator
+    pixels: np.ndarray,
+    generator: torch.Generator,
+    config: DegradeConfig | None = None,
+    identity_share: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(degraded, good) (3, H, W) in [-1, 1] from good pixels, by :func:`degrade`."""
+    """(degraded, good) (3, H, W) in [-1, 1] from good pixels, by :func:`degrade`; with
+    probability ``identity_share`` the photo is left as it is (degraded == good)."""
     good = pixels_to_model_input(pixels)
-    degraded, _ = degrade((good + 1) / 2, generator)
+    degraded, _ = degrade((good + 1) / 2, generator, config)
+    if identity_share > 0 and float(torch.rand((), generator=generator)) < identity_share:
+        return good.clone(), good
     return degraded * 2 - 1, good
 
 
@@ -225,6 +247,10 @@ class TrainingPairs(Dataset):
         max_side: good photos are first shrunk to this longer side.
         scales: each crop of a good photo comes from it scaled by a factor drawn
             uniformly from this range, so blur of every size meets content of every size.
+        degrade: how good photos are degraded for ``task="enhance"`` (default ranges
+            when None), and ``identity_share`` of them are left as they are.
+        squash: each sample is a whole good photo resized to ``crop``×``crop``
+            instead of a crop of it.
     """
 
     def __init__(
@@ -236,8 +262,14 @@ class TrainingPairs(Dataset):
         task: str = "deblur",
         max_side: int | None = None,
         scales: tuple[float, float] = (1.0, 1.0),
+        degrade: DegradeConfig | None = None,
+        identity_share: float = 0.0,
+        squash: bool = False,
     ) -> None:
         self.source = source
+        self.degrade = degrade
+        self.identity_share = identity_share
+        self.squash = squash
         self.crop = crop
         self.seed = seed
         self.epoch = 0
@@ -277,8 +309,10 @@ class TrainingPairs(Dataset):
         elif self.task == "enhance":
             photo = self._photo(index, seed)
             g = torch.Generator().manual_seed(seed)
+            if self.squash:
+                photo = cv2.resize(photo, (self.crop, self.crop), interpolation=cv2.INTER_AREA)
             window = random_window(photo.shape[:2], self.crop, g)
-            pair = torch.stack(_degraded_pair(photo[window], g))
+            pair = torch.stack(_degraded_pair(photo[window], g, self.degrade, self.identity_share))
         else:
             photo = self._photo(index, seed)
             made = synthesize_pairs(photo, [seed], self.synth)[0]
@@ -319,8 +353,10 @@ class ValidationPairs(Dataset):
         task: str = "deblur",
         max_side: int | None = None,
         synth: SynthSettings | None = None,
+        degrade: DegradeConfig | None = None,
     ) -> None:
         self.source = source
+        self.degrade = degrade
         self.crop = crop if crop > 0 else 1 << 30
         self.seed = seed
         self.task = task
@@ -337,7 +373,7 @@ class ValidationPairs(Dataset):
         elif self.task == "enhance":
             photo = _centre(load_photo(self.source.sharp_only[index], self.max_side), self.crop)
             g = torch.Generator().manual_seed(sample_seed(self.seed, "val", index))
-            return _degraded_pair(photo, g)
+            return _degraded_pair(photo, g, self.degrade)
         else:
             photo = load_photo(self.source.sharp_only[index], self.max_side)
             photo = _centre(photo, self.crop + 128)  # room for the blur's surroundings

@@ -35,6 +35,7 @@ from deblurcli.train.data import (
     TrainingPairs,
     ValidationPairs,
     check_sizes,
+    degrade_config,
     sample_seed,
     synth_settings,
 )
@@ -176,8 +177,9 @@ class Trainer:
         )
         try:
             synth = synth_settings(config.synth) if self.task == "deblur" else None
+            degrade = degrade_config(config.degrade) if self.task == "enhance" else None
         except (ValueError, TypeError) as exc:
-            raise UsageError(f"the recipe's blur options do not work: {exc}") from None
+            raise UsageError(f"the recipe's degradation options do not work: {exc}") from None
         self.train_set = TrainingPairs(
             train,
             config.crop,
@@ -186,6 +188,9 @@ class Trainer:
             task=self.task,
             max_side=config.max_side,
             scales=config.scales,
+            degrade=degrade,
+            identity_share=config.identity_share,
+            squash=config.squash,
         )
         self.val_set = (
             ValidationPairs(
@@ -195,6 +200,7 @@ class Trainer:
                 self.task,
                 config.val_max_side or config.max_side,
                 synth,
+                degrade,
             )
             if val
             else None

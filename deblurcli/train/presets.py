@@ -16,6 +16,12 @@ up to about 2.5 grey levels, with crops drawn at 0.5× to 1× of the photo.
 ``dpe``: Deep Photo Enhancer (Chen et al., CVPR 2018), supervised: MSE
 only, as the paper's 23.8 dB setting on MIT-Adobe FiveK.
 
+``curves``: the image-adaptive colour matrix and tone curves (``curves``
+model), L1, on whole good photos squashed to the crop size (a global colour
+mapping does not depend on geometry, and a crop's levels are not its
+photo's), degraded over ranges wider than ``ops.degrade``'s defaults, a fifth
+of them left untouched so that good photos stay good.
+
 ``dpe-gan``: DPE's 1-way GAN: MSE plus the adaptive WGAN-GP (λ doubled or
 halved when the moving average of the critic's gradient norm leaves its
 band).
@@ -58,6 +64,9 @@ class TrainConfig:
     max_side: int | None = None  # sharp-only photos shrunk to this longer side on loading
     scales: tuple[float, float] = (1.0, 1.0)  # crops from the photo scaled by a factor in here
     synth: dict = field(default_factory=dict)  # on-the-fly blur: synth-blur options (train.data)
+    degrade: dict = field(default_factory=dict)  # enhancers: DegradeConfig ranges to draw from
+    identity_share: float = 0.0  # enhancers: share of good photos left as they are
+    squash: bool = False  # samples are whole photos resized to crop×crop, not crops
     val_max_side: int | None = None  # validation photos shrunk to this longer side
     precision: str = "auto"  # autocast dtype: auto, bf16, fp16 (CUDA) or fp32
     init: str | None = None  # warm start: a weights file of the same architecture
@@ -107,6 +116,18 @@ FAST_SYNTH = {
     "read_noise": [2e-4, 3e-3],
 }
 
+# Degradations of the curves recipe: photos made darker, flatter, duller, hazier and
+# cast, over wider ranges than ops.degrade's defaults, and barely ever brighter or
+# punchier: a photo with full levels is then a good one, not an over-enhanced one.
+CURVES_DEGRADE = {
+    "exposure_ev": [-2.0, 0.3],
+    "temperature": [-0.5, 0.5],
+    "tint": [-0.2, 0.2],
+    "contrast": [0.5, 1.05],
+    "saturation": [0.4, 1.05],
+    "haze": [0.0, 0.35],
+}
+
 PRESETS: dict[str, dict] = {
     "fast": {
         "weights": {"l1": 1.0, "fft": 0.1, "ssim": 0.2},
@@ -123,6 +144,20 @@ PRESETS: dict[str, dict] = {
         "gan_loss": None,
         "lr": 5e-4,
         "betas": (0.9, 0.999),
+    },
+    "curves": {
+        "model": "curves",
+        "model_config": {},
+        "weights": {"l1": 1.0},
+        "gan_loss": None,
+        "lr": 1e-3,
+        "betas": (0.9, 0.999),
+        "batch_size": 16,
+        "crop": 256,
+        "max_side": 512,
+        "degrade": CURVES_DEGRADE,
+        "identity_share": 0.2,
+        "squash": True,
     },
     "dpe-gan": _DPE_ADVERSARIAL | {"weights": {"l2": 1.0}, "adversarial_weight": 1e-3},
     "dpe-2way": _DPE_ADVERSARIAL

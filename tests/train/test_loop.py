@@ -26,8 +26,10 @@ CPU = torch.device("cpu")
 
 
 def _config(**overrides):
+    # fp32: these tests check the loop's arithmetic exactly (bf16: tests/train/test_recipe.py)
     base = {"model": "mobilenet-dsc", "steps": 40, "batch_size": 8, "crop": 64, "val_crop": 96,
-            "lr": 1e-3, "val_every": 20, "log_every": 10, "workers": 0}  # fmt: skip
+            "lr": 1e-3, "val_every": 20, "log_every": 10, "workers": 0,
+            "precision": "fp32"}  # fmt: skip
     return resolve("fast", **{**base, **overrides})
 
 
@@ -66,7 +68,7 @@ def test_resume_continues_at_the_saved_step(dataset, tmp_path):
     magnifies that on near-zero gradients. So the resumed weights must be much closer to
     the uninterrupted run's than the last ten steps moved them."""
     train = find_data(dataset / "train")
-    config = _config(steps=20, val_every=10, log_every=1, precision="fp32")
+    config = _config(steps=20, val_every=10, log_every=1)
     straight = Trainer(config, train, None, tmp_path / "a", CPU)
     straight_losses, at_step_10 = {}, None
     for report in straight.run():
@@ -151,7 +153,11 @@ def test_presets_hold_the_papers_settings():
     two_way = resolve("dpe-2way")
     assert (two_way.gan_loss, two_way.gp_band) == ("wgan-gp", (0.95, 1.05))
     assert set(two_way.weights) == {"identity", "cycle"}
-    assert set(PRESETS) == {"fast", "deblurgan", "deblurgan-v2", "dpe", "dpe-gan", "dpe-2way"}
+    assert set(PRESETS) == {
+        "fast", "deblurgan", "deblurgan-v2", "curves", "dpe", "dpe-gan", "dpe-2way"
+    }  # fmt: skip
+    curves = resolve("curves")
+    assert (curves.model, curves.identity_share, curves.squash) == ("curves", 0.2, True)
 
 
 def test_a_gan_recipe_runs_steps_on_the_cpu(dataset, tmp_path):
