@@ -32,7 +32,7 @@ def train(
         typer.Option(
             "--model",
             "-m",
-            help="mobilenet, mobilenet-dsc, inception, resnet, or dpe (the enhancer).",
+            help="mobilenet, mobilenet-dsc, inception, resnet; or curves, dpe (enhancers).",
         ),
     ] = None,
     data: Annotated[
@@ -64,9 +64,9 @@ def train(
         str | None,
         typer.Option(
             "--preset",
-            show_default="fast, or dpe for --model dpe",
-            help="fast (CPU, no GAN), deblurgan, deblurgan-v2; dpe (MSE), dpe-gan (1-way "
-            "GAN) or dpe-2way (unpaired, --source/--target).",
+            show_default="fast; curves or dpe for those models",
+            help="fast (CPU, no GAN), deblurgan, deblurgan-v2; curves (the default "
+            "enhancer); dpe (MSE), dpe-gan (1-way GAN) or dpe-2way (unpaired, --source/--target).",
         ),
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Generator steps.")] = None,
@@ -303,9 +303,10 @@ def _preset_model(preset: str | None) -> str | None:
 
 
 def _default_preset(model: str) -> str:
-    from deblurcli.models import list_models
+    """The model's own preset where one is named after it (curves, dpe), else fast."""
+    from deblurcli.train.presets import PRESETS
 
-    return "dpe" if model in list_models("enhance") else "fast"
+    return model if model in PRESETS else "fast"
 
 
 def _saved_model(run: Path) -> str:

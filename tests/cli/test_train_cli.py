@@ -98,3 +98,10 @@ def test_recipe_options_reach_the_run_and_bad_ones_exit_2(monkeypatch, capsys, t
     assert config["precision"] == "bf16" and config["synth"]["max_len"] == [20, 40]
     assert config["synth"]["types"] == ["shake", "shake", "shake", "linear", "defocus"]
     assert config["val_crop"] == 0 and config["val_max_side"] == 80
+
+
+def test_each_enhancer_trains_with_its_own_preset_by_default():
+    from deblurcli.cli.train import _default_preset
+
+    assert _default_preset("curves") == "curves" and _default_preset("dpe") == "dpe"
+    assert _default_preset("mobilenet") == "fast"
