@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-LAYOUTS = SHARED / "fixtures" / "official_state_dicts"
-PHOTOS = SHARED / "datasets" / "photos"
+DATA = Path(__file__).resolve().parent / "data"
+# Key layouts of the official checkpoints (names, shapes, dtypes; no weights).
+LAYOUTS = DATA / "official_state_dicts"
+# Twelve CC0 photographs, 416 px on the short side (see data/photos/README.md).
+PHOTOS = DATA / "photos"
 
 # registry name -> fixture file of its official checkpoint layout
 OFFICIAL_LAYOUTS = {
@@ -107,7 +109,7 @@ def http_server(monkeypatch):
 
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
-    """Real photographs from ../shared (not in this repository)."""
+    """Real photographs carried by the repository (tests/data/photos)."""
     found = sorted(PHOTOS.glob("*.jpg"))
     assert found, f"no photographs under {PHOTOS}"
     return found
@@ -133,7 +135,7 @@ def dsc_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_photos(tmp_path_factory, photos) -> Path:
-    """The shared photos at 320 px wide, so 64 px crops hold detail."""
+    """The test photos at 320 px wide, so 64 px crops hold detail."""
     folder = tmp_path_factory.mktemp("small")
     for path in photos:
         image = cv2.imread(str(path))

@@ -31,7 +31,7 @@ def _distortions(sharp: np.ndarray, seed: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def pairs(photos) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Sharp photos (not in this repository) against blurred, noisy and posterised copies."""
+    """Sharp test photos against blurred, noisy and posterised copies."""
     found = []
     for i, path in enumerate(photos[:4]):
         sharp = cv2.resize(cv2.imread(str(path))[:, :, ::-1], (301, 203))

@@ -1,7 +1,7 @@
 """An independent re-statement of the official DeblurGAN-v2 FPNMobileNet inference.
 
 Written for the tests from the facts in
-``shared/fixtures/official_state_dicts/README.md`` (no official code is copied):
+``tests/data/official_state_dicts/README.md`` (no official code is copied):
 the official module tree, with the backbone registered twice (``fpn.features``
 and ``fpn.enc0..4``) so that its ``state_dict()`` has exactly the official keys,
 run the way ``predict.py`` runs it: train mode (batch statistics), inputs

@@ -1,7 +1,7 @@
 """What a recipe asks of its data and arithmetic reaches the run: on-the-fly blur
 settings, crop scales, whole-photo validation, autocast precision, warm starts.
 
-These tests make their own images, so they run without ../shared."""
+These tests make their own images."""
 
 from __future__ import annotations
 
