@@ -16,16 +16,17 @@ scores with the ``deblur score`` metrics, overall and per kernel extent:
 * ``hyper-Laplacian (true kernel)``: :func:`deblurcli.ops.deconv.deconvolve`
   (Krishnan and Fergus 2009) in linear light, its weight set by the noise
   estimate of the blurred photo;
-* ``L0 blind kernel + hyper-Laplacian``: the same, with the kernel estimated
-  from the blurred photo by :func:`deblurcli.ops.deconv.estimate_kernel_growing`
-  (23, 35 or 51 px);
 * every ``--weights`` given (a name, file or URL, as ``deblur deblur`` takes);
   by default every deblurring weight file on this machine (the shipped ones
-  and any in the cache).
+  and any in the cache). ``deblurcli-deconv`` is the blind deconvolution
+  model: the same hyper-Laplacian step with a kernel it estimates itself.
+
+``--no-baselines`` keeps only the blurred input and the weights.
 
     python benchmarks/quality.py --noise                          # shipped weights
     python benchmarks/quality.py --weights                        # baselines only
     python benchmarks/quality.py --weights runs/m1/best.safetensors fpn_mobilenet
+    python benchmarks/quality.py --noise --weights deblurcli-deconv --picture docs/images/deblur.png
 """
 
 from __future__ import annotations
@@ -148,28 +149,19 @@ def _encode(light: torch.Tensor) -> np.ndarray:
     return (linear_to_srgb(light.clamp(0, 1)).permute(1, 2, 0) * 255).round().byte().numpy()
 
 
-def hyper_laplacian(pair: dict, kernel: torch.Tensor | None = None) -> np.ndarray:
-    """Hyper-Laplacian deconvolution in linear light with ``kernel`` (default: the true one);
-    the data weight is 0.03 / σ², σ the noise of the blurred photo's green sRGB channel."""
+def hyper_laplacian(pair: dict) -> np.ndarray:
+    """Hyper-Laplacian deconvolution in linear light with the true kernel; the data
+    weight is 0.03 / σ², σ the noise of the blurred photo's green sRGB channel."""
     from deblurcli.ops import deconv
 
-    if kernel is None:
-        kernel = torch.from_numpy(pair["kernel"]).float()
+    kernel = torch.from_numpy(pair["kernel"]).float()
     sigma = max(deconv.estimate_noise(torch.from_numpy(pair["blurred"][:, :, 1] / 255.0)), 1e-3)
     light = _linear(pair["blurred"])
     margin = kernel.shape[-1]
     padded = deconv.pad_smooth_periodic(light, margin)
     restored = deconv.deconvolve(padded, kernel, 0.03 / sigma**2)
-    return _encode(restored[:, margin:-margin, margin:-margin])
-
-
-def blind_hyper_laplacian(pair: dict) -> np.ndarray:
-    """:func:`hyper_laplacian` with the kernel estimated from the grey blurred photo."""
-    from deblurcli.ops import deconv
-
-    light = _linear(pair["blurred"])
-    gray = 0.299 * light[0] + 0.587 * light[1] + 0.114 * light[2]
-    return hyper_laplacian(pair, deconv.estimate_kernel_growing(gray))
+    height, width = light.shape[-2:]
+    return _encode(restored[:, margin : margin + height, margin : margin + width])
 
 
 def model_method(weights: str):
@@ -212,19 +204,21 @@ def score(outputs: list[np.ndarray], pairs: list[dict]) -> tuple[list[float], li
     return psnrs, ssims
 
 
-def print_table(methods: dict, pairs: list[dict], bins: tuple = ()) -> None:
+def print_table(methods: dict, pairs: list[dict], bins: tuple = ()) -> dict[str, list]:
     """Run every method on every pair; print mean PSNR, SSIM, seconds per image, and when
     ``bins`` are given, the worst pair's gain and the mean gain over the first method (the
-    input) per kernel extent (px)."""
+    input) per kernel extent (px). Returns each method's outputs and PSNRs."""
     columns = "".join(f" {f'{lo}-{hi} px' if hi < 999 else f'{lo}+ px':>9}" for lo, hi in bins)
     extra = f" {'worst':>7}{columns}" if bins else ""
     print(f"{'method':<36} {'PSNR':>7} {'SSIM':>7} {'s/image':>8}{extra}")
     baseline = None
+    results = {}
     for name, method in methods.items():
         started = time.perf_counter()
         outputs = [method(pair) for pair in pairs]
         seconds = (time.perf_counter() - started) / len(pairs)
         psnrs, ssims = score(outputs, pairs)
+        results[name] = (outputs, psnrs)
         line = f"{name:<36} {np.mean(psnrs):>7.2f} {np.mean(ssims):>7.4f} {seconds:>8.3f}"
         if bins:
             baseline = psnrs if baseline is None else baseline
@@ -235,6 +229,31 @@ def print_table(methods: dict, pairs: list[dict], bins: tuple = ()) -> None:
                 inside = (extents >= lo) & (extents <= hi)
                 line += f" {gains[inside].mean():>+9.2f}" if inside.any() else f" {'-':>9}"
         print(line, flush=True)
+    return results
+
+
+def write_picture(path: Path, name: str, results: dict, pairs: list[dict]) -> None:
+    """PNG of the pairs where ``name`` gains most, a median amount and least: per row,
+    a 400×260 crop (where blur changed the photo most) of input | ``name`` | sharp."""
+    outputs, psnrs = results[name]
+    gains = np.array(psnrs) - np.array(results["blurred input"][1])
+    order = np.argsort(gains)
+    rows = []
+    for index in (order[-1], order[len(order) // 2], order[0]):
+        pair, output = pairs[index], outputs[index]
+        change = np.abs(pair["sharp"].astype(np.float32) - pair["blurred"]).mean(axis=2)
+        change = cv2.blur(change, (101, 101))
+        height, width = change.shape
+        y, x = np.unravel_index(change[130:-130, 200:-200].argmax(), (height - 260, width - 400))
+        panels = [
+            image[y : y + 260, x : x + 400] for image in (pair["blurred"], output, pair["sharp"])
+        ]
+        label = f"{pair['name']}: {gains[index]:+.2f} dB"
+        row = np.ascontiguousarray(np.hstack(panels)[:, :, ::-1])
+        cv2.putText(row, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        rows.append(row)
+    cv2.imwrite(str(path), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"wrote {path}: input | {name} | sharp")
 
 
 def main() -> None:
@@ -249,16 +268,22 @@ def main() -> None:
     parser.add_argument("--per-photo", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--noise", action="store_true", help="sensor noise on the blurred inputs")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="only the blurred input and the weights"
+    )
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        help="write a PNG: input | first --weights | sharp, for its best, median and worst pair",
+    )
     args = parser.parse_args()
     pairs = build_set(args.size, args.per_photo, args.seed, args.noise)
-    methods = {
-        "blurred input": lambda pair: pair["blurred"],
-        "unsharp mask": unsharp,
-        "Wiener (true kernel)": wiener,
-        "Richardson-Lucy (true kernel)": richardson_lucy,
-        "hyper-Laplacian (true kernel)": hyper_laplacian,
-        "L0 blind kernel + hyper-Laplacian": blind_hyper_laplacian,
-    }
+    methods = {"blurred input": lambda pair: pair["blurred"]}
+    if not args.no_baselines:
+        methods["unsharp mask"] = unsharp
+        methods["Wiener (true kernel)"] = wiener
+        methods["Richardson-Lucy (true kernel)"] = richardson_lucy
+        methods["hyper-Laplacian (true kernel)"] = hyper_laplacian
     for weights in available_weights("deblur") if args.weights is None else args.weights:
         methods[weights] = model_method(weights)
     extents = sorted(pair["extent"] for pair in pairs)
@@ -266,7 +291,10 @@ def main() -> None:
         f"{len(pairs)} pairs from {len(HELD_OUT)} held-out photos, {args.size} px on the longer "
         f"side, seed {args.seed}, kernel extents {extents[0]}-{extents[-1]} px"
     )
-    print_table(methods, pairs, EXTENT_BINS)
+    results = print_table(methods, pairs, EXTENT_BINS)
+    if args.picture and len(methods) > 1:
+        shown = list(methods)[-1] if args.weights is None else args.weights[0]
+        write_picture(args.picture, shown, results, pairs)
 
 
 if __name__ == "__main__":

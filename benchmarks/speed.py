@@ -16,6 +16,7 @@ does: whole image, per-image (train-mode) normalisation, fp32, NCHW.
     python benchmarks/speed.py --device cuda --precisions fp32,fp16,bf16
     python benchmarks/speed.py --tiling             # tiled against untiled cost
     python benchmarks/speed.py --backbones dpe --megapixels 12   # the enhancer
+    python benchmarks/speed.py --backbones deconv --megapixels 12 --repeats 1  # the default
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from _memory import peak_rss_mb
 
 # Architecture options as our trained weights use them (default: batch norm).
-MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}}
+MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}, "deconv": {}}
 
 
 def run_case(

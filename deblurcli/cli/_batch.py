@@ -78,11 +78,12 @@ def load_restorer(
     restorer = Restorer(
         model, info.architecture, info, torch_device, dtype, tile, overlap, strength
     )
-    semantics = (
-        "official semantics: per-image normalisation, whole-image runs"
-        if info.official
-        else "eval-mode normalisation, tiled"
-    )
+    if info.official:
+        semantics = "official semantics: per-image normalisation, whole-image runs"
+    elif not model.local:
+        semantics = "kernel estimated per photo, whole-image runs"
+    else:
+        semantics = "eval-mode normalisation, tiled"
     header = (
         f"[bold]{info.architecture}[/] from {escape(info.path.name)} ({semantics}) on "
         f"{torch_device} in {str(dtype).removeprefix('torch.')}"

@@ -11,7 +11,7 @@ from deblurcli.cli._batch import check_output_dir, load_restorer, run_images
 from deblurcli.errors import UsageError
 
 MODEL_PANEL = "Model"
-BACKBONES = ("mobilenet", "mobilenet-dsc", "inception", "resnet")
+BACKBONES = ("deconv", "mobilenet", "mobilenet-dsc", "inception", "resnet")
 
 
 def deblur(
@@ -23,10 +23,11 @@ def deblur(
         typer.Option(
             "--backbone",
             "-b",
-            show_default="mobilenet",
+            show_default="deconv",
             rich_help_panel=MODEL_PANEL,
-            help="mobilenet (fast), mobilenet-dsc, inception (best) or resnet "
-            "(DeblurGAN v1). With --weights, taken from the file.",
+            help="deconv (blind deconvolution: a shake kernel estimated per photo), "
+            "mobilenet (fast), mobilenet-dsc, inception or resnet (DeblurGAN v1). "
+            "With --weights, taken from the file.",
         ),
     ] = None,
     weights: Annotated[
@@ -66,7 +67,7 @@ def deblur(
     restorer, header = load_restorer(
         task="deblur",
         architecture=backbone,
-        default_architecture="mobilenet",
+        default_architecture="deconv",
         weights=weights,
         device=device,
         precision=precision,

@@ -66,11 +66,14 @@ class PaddedGenerator(nn.Module):
 
     Subclasses implement :meth:`forward_padded` on inputs whose sides are
     multiples of ``padding.multiple``. ``statistics`` says how norm layers
-    behave (see :func:`set_statistics`).
+    behave (see :func:`set_statistics`). ``local`` is False for models whose
+    every output pixel depends on the whole input (such as FFT deconvolution):
+    their tiles differ from a whole-image run, so they run whole when they fit.
     """
 
     padding: Padding
     statistics: Statistics = "running"
+    local: bool = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore ``x`` of shape (N, 3, H, W) in [-1, 1]; returns the same shape."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deblurcli.models import curves, deblurgan_v1, deblurgan_v2, dpe
+from deblurcli.models import blind, curves, deblurgan_v1, deblurgan_v2, dpe
 from deblurcli.models._registry import register_model
 from deblurcli.models.deblurgan_v2 import (
     FPNGenerator,
@@ -26,6 +26,37 @@ _OFFICIAL_V2_PADDING = Padding(32, mode="zeros", always_extra=True)
 def resnet() -> deblurgan_v1.ResnetGenerator:
     """DeblurGAN v1: ngf 64, 9 residual blocks, instance norm, global residual."""
     return deblurgan_v1.ResnetGenerator(ngf=64, n_blocks=9)
+
+
+@register_model(
+    "deconv",
+    task="deblur",
+    memory_per_pixel=400,
+    description="Blind deconvolution: one shake kernel estimated per photo, inverted with a "
+    "sparse gradient prior (no learned parameters)",
+    default_weights="deblurcli-deconv",
+)
+def blind_deconvolution(
+    kernel_size: int = 35,
+    work_size: int = 1280,
+    iterations: int = 10,
+    kernel_weight: float = 20.0,
+    gradient_share: float = 2.0,
+    data_weight: float = 0.01,
+    alpha: float = 0.8,
+    strength: float = 0.7,
+) -> blind.BlindDeconvolution:
+    """L0 coarse-to-fine kernel estimate and hyper-Laplacian deconvolution."""
+    return blind.BlindDeconvolution(
+        kernel_size=kernel_size,
+        work_size=work_size,
+        iterations=iterations,
+        kernel_weight=kernel_weight,
+        gradient_share=gradient_share,
+        data_weight=data_weight,
+        alpha=alpha,
+        strength=strength,
+    )
 
 
 @register_model(

@@ -112,18 +112,25 @@ class Restorer:
 
     @property
     def tiles_exactly(self) -> bool:
-        return self.info is None or self.info.tiles_exactly
+        """True when tiles give the same result as the whole image."""
+        return self.model.local and (self.info is None or self.info.tiles_exactly)
+
+    @property
+    def tiling_note(self) -> str:
+        """What the user is told when an image that should run whole is tiled."""
+        return _PER_IMAGE_TILING_NOTE if self.model.local else _GLOBAL_TILING_NOTE
 
     def choose_tile(self, height: int, width: int) -> tuple[int, tuple[str, ...]]:
         """Tile side for an image (0 = whole image) and any note for the user."""
         if self.tile > 0:
             if not self.tiles_exactly and max(height, width) > self.tile:
-                return self.tile, (_PER_IMAGE_TILING_NOTE,)
+                return self.tile, (self.tiling_note,)
             return self.tile, ()
         kind = self.device.type
         free = free_memory_bytes(self.device)
         if not self.tiles_exactly:
-            # Per-image statistics: only the whole image gives the official result.
+            # Per-image statistics or global operations: only the whole image gives
+            # the exact result.
             if height * width * self.bytes_per_pixel <= 0.8 * free:
                 return 0, ()
             tile = auto_tile_size(
@@ -132,7 +139,7 @@ class Restorer:
                 self.model.padding.multiple,
                 _AUTO_TILE_LIMIT[kind],
             )
-            return tile, (_PER_IMAGE_TILING_NOTE,)
+            return tile, (self.tiling_note,)
         budget = free * _AUTO_MEMORY_SHARE[kind]
         if kind == "cpu":
             budget = min(budget, _CPU_TILE_BUDGET)
@@ -165,8 +172,8 @@ class Restorer:
         )
         if retries:
             notes = (*notes, f"out of memory: retried with {retries[-1]}px tiles")
-            if not self.tiles_exactly and _PER_IMAGE_TILING_NOTE not in notes:
-                notes = (*notes, _PER_IMAGE_TILING_NOTE)
+            if not self.tiles_exactly and self.tiling_note not in notes:
+                notes = (*notes, self.tiling_note)
         if self.strength != 1.0:
             output = image + self.strength * (output - image)
         return output.clamp_(0.0, 1.0), RestoreReport(used, notes)
@@ -198,4 +205,8 @@ class Restorer:
 _PER_IMAGE_TILING_NOTE = (
     "tiled: these weights normalise with per-image statistics, so tiles differ "
     "slightly from a whole-image run"
+)
+_GLOBAL_TILING_NOTE = (
+    "tiled: this model deconvolves the whole photo at once, so tiles differ "
+    "slightly from a whole-image run near their seams"
 )

@@ -82,6 +82,10 @@ def _follow_schedule(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["initial_lr"] * factor
 
 
+# Registered models without learned parameters.
+UNTRAINABLE = ("deconv",)
+
+
 def start_as_identity(model: torch.nn.Module) -> torch.nn.Module:
     """Zero the last convolution: the residual generators then start as the identity,
     so training begins from the blurred input instead of from added noise."""
@@ -121,8 +125,14 @@ class Trainer:
         self.rank, self.world = _distributed()
         self.run_dir, self.device = run_dir, device
         config = self._check_run_folder(config, resume, resume_steps)
+        trainable = [name for name in list_models() if name not in UNTRAINABLE]
+        if config.model in UNTRAINABLE:
+            raise UsageError(
+                f"--model {config.model} has no learned parameters, so there is nothing to "
+                f"train (benchmarks/quality.py scores its settings): use {', '.join(trainable)}"
+            )
         if config.model not in list_models():
-            raise UsageError(f"unknown --model {config.model!r}: use {', '.join(list_models())}")
+            raise UsageError(f"unknown --model {config.model!r}: use {', '.join(trainable)}")
         self.task = get_spec(config.model).task
         if len(train) < config.batch_size * self.world:
             raise UsageError(

@@ -69,6 +69,7 @@ def test_train_export_and_deblur_with_the_exported_name(
         (["--preset", "nope"], "unknown preset"),
         (["--steps", "3", "--epochs", "1"], "exclude each other"),
         (["--model", "enhancer"], "unknown --model"),
+        (["--model", "deconv"], "has no learned parameters"),
     ],
 )
 def test_bad_options_are_usage_errors(monkeypatch, capsys, tmp_path, dataset, extra, message):

@@ -1,0 +1,124 @@
+"""Blind deconvolution as a model: one camera-shake kernel per photo, then its inverse.
+
+Camera shake blurs a whole photo with (nearly) one kernel. This model
+estimates that kernel from the photo itself and inverts it with a sparse
+gradient prior, using the pure functions of :mod:`deblurcli.ops.deconv`:
+
+1. :meth:`BlindDeconvolution.global_features` (once per photo): a grey
+   linear-light copy at most ``work_size`` px on the longer side, a
+   coarse-to-fine L0 kernel estimate on it (:func:`~deblurcli.ops.deconv.estimate_kernel`),
+   the kernel rescaled to the photo's own resolution, and the photo's noise level.
+2. :meth:`BlindDeconvolution.forward_with_context` (per image or tile):
+   hyper-Laplacian deconvolution of each channel in linear light
+   (:func:`~deblurcli.ops.deconv.deconvolve`), with a data weight of
+   ``data_weight / σ²`` that trusts the photo less the noisier it is; then
+   ``strength`` of the change is kept.
+
+It has no learned parameters: its "weights" file holds the settings below in
+its header, chosen on blurred copies of training photos, never the held-out ones.
+Deconvolution sees the whole photo through its FFTs, so tiles differ slightly
+from a whole-image run near their seams; the restorer runs whole images
+whenever they fit in memory.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deblurcli.models.layers import GlobalContextGenerator, Padding
+from deblurcli.ops import deconv
+from deblurcli.ops.color import linear_to_srgb, srgb_to_linear
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+class BlindDeconvolution(GlobalContextGenerator):
+    """Kernel estimate per photo, hyper-Laplacian deconvolution: (N, 3, H, W) in [-1, 1] -> same.
+
+    Args:
+        kernel_size: side of the kernel window on the working copy, px (odd);
+            blur up to about this extent is found.
+        work_size: longer side of the copy the kernel is estimated on; larger
+            photos are shrunk to it and the kernel is scaled back up.
+        iterations: alternations of latent image and kernel fit per pyramid level.
+        kernel_weight: Tikhonov weight of the kernel fit (absolute, for a working
+            copy of about ``work_size`` px).
+        gradient_share: keep at least ``gradient_share·√(pixels·K²)`` of the latent's
+            strongest gradients per orientation for the kernel fit (Cho and Lee 2009).
+        data_weight: the deconvolution's data weight times σ² (σ: the photo's noise).
+        alpha: exponent of the hyper-Laplacian gradient prior.
+        strength: share of the deconvolution's change that is kept (in sRGB); below 1
+            it tempers the overshoot and ghosts of an imperfect kernel estimate.
+
+    Example:
+        >>> model = BlindDeconvolution(kernel_size=9, work_size=64).eval()
+        >>> model(torch.zeros(1, 3, 40, 56)).shape
+        torch.Size([1, 3, 40, 56])
+    """
+
+    local = False  # FFTs see the whole photo
+
+    def __init__(
+        self,
+        kernel_size: int = 35,
+        work_size: int = 1280,
+        iterations: int = 10,
+        kernel_weight: float = 20.0,
+        gradient_share: float = 2.0,
+        data_weight: float = 0.01,
+        alpha: float = 0.8,
+        strength: float = 0.7,
+    ) -> None:
+        super().__init__()
+        if kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and at least 3, got {kernel_size}")
+        self.kernel_size = kernel_size
+        self.work_size = work_size
+        self.iterations = iterations
+        self.kernel_weight = kernel_weight
+        self.gradient_share = gradient_share
+        self.data_weight = data_weight
+        self.alpha = alpha
+        self.strength = strength
+        self.padding = Padding(1)
+
+    def global_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Whole photos (N, 3, H, W) in [-1, 1] -> (N, 1 + K'², 1, 1): the noise σ of
+        each photo, then its kernel at the photo's resolution (K' × K', flattened)."""
+        photos = (image.float() + 1) / 2
+        height, width = photos.shape[-2:]
+        scale = min(1.0, self.work_size / max(height, width))
+        full_size = deconv.odd_size(self.kernel_size / scale)
+        contexts = []
+        for photo in photos:
+            light = srgb_to_linear(photo.clamp(0, 1))
+            gray = sum(weight * channel for weight, channel in zip(_LUMA, light, strict=True))
+            kernel = deconv.estimate_kernel(
+                deconv.resize_image(gray, scale),
+                self.kernel_size,
+                iterations=self.iterations,
+                kernel_weight=self.kernel_weight,
+                gradient_share=self.gradient_share,
+            )
+            kernel = deconv.resize_kernel(kernel, full_size)
+            sigma = torch.tensor([deconv.estimate_noise(photo[1])], device=photo.device)
+            contexts.append(torch.cat([sigma, kernel.flatten()]))
+        return torch.stack(contexts)[:, :, None, None].to(image.dtype)
+
+    def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels."""
+        outputs = []
+        for tile, values in zip(x, context.float().flatten(1), strict=True):
+            sigma = max(float(values[0]), 1e-3)
+            size = round((values.numel() - 1) ** 0.5)
+            kernel = values[1:].reshape(size, size)
+            pixels = ((tile.float().contiguous() + 1) / 2).clamp(0, 1)
+            light = srgb_to_linear(pixels)
+            height, width = light.shape[-2:]
+            padded = deconv.pad_smooth_periodic(light, size)
+            restored = deconv.deconvolve(
+                padded, kernel, self.data_weight / sigma**2, alpha=self.alpha
+            )[:, size : size + height, size : size + width]
+            sharp = linear_to_srgb(restored.clamp(0, 1))
+            outputs.append((pixels + self.strength * (sharp - pixels)) * 2 - 1)
+        return torch.stack(outputs).to(x.dtype)

@@ -1,0 +1,131 @@
+"""The blind-deconvolution model: it deblurs, works at any size and scale, exports and
+imports through the weights format, and runs whole images through the restorer."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from deblurcli.models import build_model
+from deblurcli.models._builder import load_model, save_weights
+from deblurcli.models.blind import BlindDeconvolution
+from deblurcli.ops.blur import linear_kernels
+from deblurcli.ops.color import linear_to_srgb, srgb_to_linear
+from deblurcli.ops.deconv import kernel_transfer
+from deblurcli.pipelines.restore import Restorer
+
+SMALL = {"kernel_size": 15, "work_size": 200, "iterations": 5}
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10((a - b).square().mean()))
+
+
+@pytest.fixture(scope="module")
+def scene() -> torch.Tensor:
+    """(1, 3, 160, 200) sRGB in [-1, 1]: coloured blocks with edges in every direction."""
+    rng = np.random.default_rng(5)
+    image = np.full((160, 200, 3), 0.5, np.float32)
+    for _ in range(40):
+        centre = (int(rng.integers(0, 200)), int(rng.integers(0, 160)))
+        axes = (int(rng.integers(6, 30)), int(rng.integers(6, 30)))
+        colour = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
+        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    return torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1
+
+
+def _shake(image: torch.Tensor, kernel: torch.Tensor, sigma: float = 0.003) -> torch.Tensor:
+    """Blur (1, 3, H, W) [-1, 1] sRGB in linear light, periodically, plus noise."""
+    light = srgb_to_linear((image + 1) / 2)
+    transfer = kernel_transfer(kernel, image.shape[-2:])
+    blurred = torch.fft.irfft2(torch.fft.rfft2(light) * transfer, s=image.shape[-2:])
+    noise = sigma * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    return (linear_to_srgb(blurred.clamp(0, 1)) + noise).clamp(0, 1) * 2 - 1
+
+
+def test_it_estimates_the_shake_and_sharpens_the_photo(scene):
+    kernel = linear_kernels(9.0, 30.0)[0].float()
+    blurred = _shake(scene, kernel)
+    model = BlindDeconvolution(**SMALL).eval()
+    with torch.inference_mode():
+        context = model.global_features(blurred)
+        restored = model.forward_with_context(blurred, context)
+    assert context.shape == (1, 1 + 15 * 15, 1, 1)
+    assert abs(float(context[0, 0]) / 0.003 - 1) < 0.5  # σ of the noise, in [0, 1] units
+    estimate = context[0, 1:, 0, 0].reshape(15, 15)
+    truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
+    assert float((estimate - truth).abs().sum()) < 1.0  # a delta is 1.8 apart
+    before, after = _psnr(blurred, scene), _psnr(restored, scene)
+    assert after > before + 2, (before, after)
+
+
+def test_the_kernel_is_estimated_on_a_working_copy_and_scaled_back(scene):
+    """A photo twice the working size: the kernel is found at half scale, then doubled."""
+    kernel = linear_kernels(13.0, 0.0)[0].float()
+    big = torch.nn.functional.interpolate(scene, scale_factor=2, mode="nearest")
+    blurred = _shake(big, kernel)
+    model = BlindDeconvolution(kernel_size=11, work_size=200, iterations=5).eval()
+    with torch.inference_mode():
+        context = model.global_features(blurred)
+    estimate = context[0, 1:, 0, 0].reshape(23, 23)  # odd(11 / 0.5)
+    axis = torch.arange(23, dtype=torch.float32) - 11
+    spread_x = math.sqrt(float((estimate.sum(0) * axis.square()).sum()))
+    spread_y = math.sqrt(float((estimate.sum(1) * axis.square()).sum()))
+    # A 13 px box has a spread of 3.7 px; the estimate is a horizontal streak like it.
+    assert 2.5 < spread_x < 5.5 and spread_y < spread_x / 2, (spread_x, spread_y)  # 4.5, 1.4
+
+
+@pytest.mark.parametrize("size", [(37, 91), (64, 33), (1, 1)])
+def test_any_size_comes_back_the_same_size_and_finite(size):
+    model = BlindDeconvolution(kernel_size=7, work_size=64, iterations=2).eval()
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.inference_mode():
+        output = model(image)
+    assert output.shape == image.shape and bool(torch.isfinite(output).all())
+
+
+def test_a_sharp_flat_photo_is_left_nearly_alone():
+    flat = torch.full((1, 3, 48, 64), 0.2)
+    model = BlindDeconvolution(kernel_size=7, work_size=64, iterations=2).eval()
+    with torch.inference_mode():
+        assert float((model(flat) - flat).abs().max()) < 1e-3
+
+
+def test_export_and_import_keep_the_settings(tmp_path, scene):
+    config = {**SMALL, "data_weight": 0.02, "alpha": 0.7}
+    model = build_model("deconv", config)
+    path = tmp_path / "deconv.safetensors"
+    save_weights(model, path, "deconv", config)
+    loaded, info = load_model(path)
+    assert info.architecture == "deconv" and isinstance(loaded, BlindDeconvolution)
+    assert (loaded.kernel_size, loaded.data_weight, loaded.alpha) == (15, 0.02, 0.7)
+    blurred = _shake(scene, linear_kernels(7.0, 60.0)[0].float())
+    with torch.inference_mode():
+        assert torch.equal(model.eval()(blurred), loaded.eval()(blurred))
+
+
+def test_the_restorer_runs_it_whole_and_says_so_when_forced_to_tile(tmp_path, scene):
+    model = build_model("deconv", SMALL)
+    path = tmp_path / "deconv.safetensors"
+    save_weights(model, path, "deconv", SMALL)
+    pixels = (
+        ((_shake(scene, linear_kernels(9.0, 120.0)[0].float())[0] + 1) * 127.5)
+        .round()
+        .byte()
+        .permute(1, 2, 0)
+        .numpy()
+    )
+    whole_model, info = load_model(path)
+    whole, report = Restorer(whole_model, "deconv", info, torch.device("cpu")).restore_array(pixels)
+    assert report.tile == 0 and report.notes == ()
+    tiled_model, info = load_model(path)
+    tiled, report = Restorer(
+        tiled_model, "deconv", info, torch.device("cpu"), tile=128, overlap=48
+    ).restore_array(pixels)
+    assert report.tile == 128 and "seams" in report.notes[0]
+    difference = np.abs(whole.astype(int) - tiled.astype(int))
+    assert np.mean(difference) < 2.0  # close, not equal: the FFTs saw different borders
