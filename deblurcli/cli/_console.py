@@ -49,11 +49,11 @@ def warning_line(console: Console, message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def skipped_file_warner(console: Console) -> Callable[[Path], None]:
-    """An ``on_skip`` callback for discovery: warns that a file is not an image."""
+def skipped_file_warner(console: Console) -> Callable[[Path, str], None]:
+    """An ``on_skip`` callback for discovery: warns why a file is skipped."""
 
-    def warn(path: Path) -> None:
-        warning_line(console, f"{path}: not an image (JPEG, PNG, WebP, TIFF, BMP); skipped")
+    def warn(path: Path, reason: str) -> None:
+        warning_line(console, f"{path}: {reason}; skipped")
 
     return warn
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,17 @@ from deblurcli.errors import DeblurError, InputImageError
 from deblurcli.io.images import FORMAT_SUFFIX, SUPPORTED_SUFFIXES
 
 _GLOB_CHARS = set("*?[")
+# Files that sit beside photos and are plainly not photos (notes, metadata, sidecars):
+# folders skip them without a word.
+NOT_PHOTO_SUFFIXES = frozenset(
+    {".md", ".txt", ".json", ".jsonl", ".csv", ".tsv", ".yaml", ".yml", ".toml", ".xml",
+     ".html", ".htm", ".log", ".xmp", ".pp3", ".dop", ".thm", ".db", ".ini"}
+)  # fmt: skip
+NOT_AN_IMAGE = "not an image (JPEG, PNG, WebP, TIFF, BMP)"
+_LINK_PROBLEMS = {
+    errno.ELOOP: "symbolic link loop (it leads back to itself): fix or remove the link",
+    errno.ENOENT: "broken symbolic link (its target is gone)",
+}
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ def discover(
     fmt: str = "keep",
     suffix: str = "",
     recursive: bool = False,
-    on_skip: Callable[[Path], None] | None = None,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> list[WorkItem]:
     """Expand command-line inputs into work items, in a stable order.
 
@@ -64,17 +77,18 @@ def discover(
     glob root. Inputs that do not exist or cannot be listed, and two inputs
     that would write the same output, become items with an error; files under
     ``out_dir`` are never taken as inputs. Files in folders that are not
-    images by their extension are passed to ``on_skip`` (hidden files are
-    ignored silently).
+    images by their extension, and symbolic-link loops, are passed to
+    ``on_skip`` with the reason; hidden files and plain non-photos (notes,
+    metadata, sidecars: ``NOT_PHOTO_SUFFIXES``) are ignored silently.
     """
     items: list[WorkItem] = []
     seen_sources: set[Path] = set()
     seen_outputs: dict[Path, Path] = {}
     out_resolved = out_dir.resolve()
 
-    def skip(path: Path) -> None:
-        if on_skip is not None and not _is_within(path.resolve(), out_resolved):
-            on_skip(path)
+    def skip(path: Path, reason: str) -> None:
+        if on_skip is not None and not _is_within(Path(os.path.realpath(path)), out_resolved):
+            on_skip(path, reason)
 
     for raw in inputs:
         for source, relative, error in _expand(raw, recursive, skip):
@@ -99,7 +113,7 @@ def discover(
 
 
 def _expand(
-    raw: str, recursive: bool, on_skip: Callable[[Path], None]
+    raw: str, recursive: bool, on_skip: Callable[[Path, str], None]
 ) -> Iterator[tuple[Path, Path, DeblurError | None]]:
     path = Path(raw)
     if _GLOB_CHARS & set(raw) and not path.exists():
@@ -119,27 +133,34 @@ def _expand(
 
 
 def _walk_folder(
-    folder: Path, recursive: bool, on_skip: Callable[[Path], None]
+    folder: Path, recursive: bool, on_skip: Callable[[Path, str], None]
 ) -> Iterator[tuple[Path, Path, DeblurError | None]]:
     errors: list[OSError] = []
     if recursive:
         walker = os.walk(folder, onerror=errors.append)
     else:
         try:
-            walker = iter([(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])])
+            walker = iter([(str(folder), [], [e.name for e in os.scandir(folder)])])
         except OSError as exc:
             errors.append(exc)
             walker = iter([])
     for dirpath, dirnames, filenames in walker:
         dirnames.sort()
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue
             file = Path(dirpath) / name
+            if name.startswith(".") or file.suffix.lower() in NOT_PHOTO_SUFFIXES:
+                continue
+            try:
+                is_file = stat.S_ISREG(os.stat(file).st_mode)
+            except OSError as exc:  # a link that loops or leads nowhere
+                on_skip(file, _LINK_PROBLEMS.get(exc.errno, f"cannot be read ({exc.strerror})"))
+                continue
+            if not is_file:
+                continue  # a folder, without --recursive
             if file.suffix.lower() in SUPPORTED_SUFFIXES:
                 yield file, file.relative_to(folder), None
             else:
-                on_skip(file)
+                on_skip(file, NOT_AN_IMAGE)
     for exc in errors:
         where = Path(exc.filename) if exc.filename else folder
         yield (

@@ -227,6 +227,26 @@ def test_output_path_that_is_a_file_is_a_usage_error(
     assert code == 2 and "is not a folder" in err
 
 
+def test_an_unwritable_output_folder_stops_the_run_before_any_image(
+    monkeypatch, capsys, inputs, tmp_path, eval_weights
+):
+    # Tests run as root, where permissions do not stop writes: fail the probe instead,
+    # as a read-only file system does.
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("deblurcli.cli._batch.tempfile.TemporaryFile", read_only)
+    started = []
+    monkeypatch.setattr(
+        "deblurcli.cli.deblur.load_restorer", lambda **kw: started.append(kw) or None
+    )
+    out = tmp_path / "out"
+    code, _, err = deblur(monkeypatch, capsys, str(inputs), "-o", str(out), "-w", str(eval_weights))
+    assert code == 2 and not started
+    assert f"{out}: cannot be written to (Read-only file system)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_ctrl_c_leaves_no_partial_file_and_a_rerun_resumes(tmp_path, photos, eval_weights):
     folder = tmp_path / "in"
     folder.mkdir()

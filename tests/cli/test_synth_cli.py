@@ -22,7 +22,8 @@ def folder(tmp_path, photos):
     folder.mkdir()
     for i, photo in enumerate(photos[:3]):
         cv2.imwrite(str(folder / f"s{i}.jpg"), cv2.resize(cv2.imread(str(photo)), (128, 96)))
-    (folder / "README.txt").write_text("credits")
+    (folder / "README.txt").write_text("credits")  # skipped quietly
+    (folder / "clip.mov").write_bytes(b"x")  # skipped with a warning
     return folder
 
 
@@ -34,7 +35,7 @@ def test_writes_the_documented_layout_and_manifest(monkeypatch, capsys, tmp_path
         "--kernel", "shake", "--kernel", "defocus", "--jpeg-quality", "80-90",
     )  # fmt: skip
     assert code == 0, stderr
-    assert "README.txt: not an image" in stderr
+    assert "clip.mov: not an image" in stderr and "README.txt" not in stderr
     assert "pairs written" in stdout and "6" in stdout
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [r["name"] for r in records] == sorted(f"s{i}-00{c}" for i in range(3) for c in (0, 1))

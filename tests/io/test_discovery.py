@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from deblurcli.io import discovery
 from deblurcli.io.discovery import discover
 
@@ -90,3 +92,31 @@ def test_unreadable_subfolder_in_recursive_walk(tmp_path, monkeypatch):
     monkeypatch.setattr(discovery.os, "walk", walk)
     items = discover([str(tmp_path / "in")], tmp_path / "out", recursive=True)
     assert [i.error is None for i in items] == [True, False]
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_a_symlink_loop_is_one_warning_and_the_rest_is_processed(tmp_path, recursive):
+    folder = tmp_path / "in"
+    _touch(folder / "a.jpg", folder / "sub" / "b.png")
+    (folder / "x1").symlink_to("x2")
+    (folder / "x2").symlink_to("x1")
+    (folder / "gone.jpg").symlink_to("nowhere.jpg")
+    skipped = []
+    items = discover([str(folder)], tmp_path / "out", recursive=recursive,
+                     on_skip=lambda path, reason: skipped.append((path.name, reason)))  # fmt: skip
+    sources = [i.source.relative_to(folder).as_posix() for i in items if i.error is None]
+    assert sources == (["a.jpg", "sub/b.png"] if recursive else ["a.jpg"])
+    reasons = dict(skipped)
+    assert set(reasons) == {"x1", "x2", "gone.jpg"}
+    assert "symbolic link loop" in reasons["x1"] and "broken symbolic link" in reasons["gone.jpg"]
+
+
+def test_notes_and_sidecars_are_skipped_quietly_other_files_with_a_warning(tmp_path):
+    folder = tmp_path / "in"
+    _touch(folder / "a.jpg", folder / "README.md", folder / "notes.txt", folder / "a.xmp",
+           folder / "meta.json", folder / ".DS_Store", folder / "clip.heic")  # fmt: skip
+    skipped = []
+    items = discover([str(folder)], tmp_path / "out",
+                     on_skip=lambda path, reason: skipped.append((path.name, reason)))  # fmt: skip
+    assert [i.source.name for i in items] == ["a.jpg"]
+    assert skipped == [("clip.heic", discovery.NOT_AN_IMAGE)]
