@@ -88,6 +88,10 @@ class WeightsEntry:
         return data
 
 
+# Hosts whose plain-http downloads need no hash: nothing between us and them.
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def offline() -> bool:
     """True when ``DEBLURCLI_OFFLINE`` forbids downloads."""
     return os.environ.get("DEBLURCLI_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
@@ -215,12 +219,21 @@ def download_url(
     Without ``digest`` the file's sha256 is recorded on this first download,
     and the file must load as weights before it is kept.
 
+    Plain http is refused without ``digest``, except from this machine (loopback).
+
     Raises:
         DownloadError: offline, unreachable, or the file did not verify.
-        WeightsError: the file is not loadable weights (it is removed).
+        WeightsError: the file is not loadable weights (it is removed), or plain
+            http without a hash.
     """
     if not url.startswith(("https://", "http://")):
         raise WeightsError(f"not an http(s) URL: {url!r}")
+    if url.startswith("http://") and digest is None and urlparse(url).hostname not in _LOOPBACK:
+        raise WeightsError(
+            f"{url}: plain http can be altered on the way, and there is no hash to check it "
+            "against: use an https URL, or give the hash (deblur weights download URL "
+            "--sha256 HASH)"
+        )
     file_name = Path(unquote(urlparse(url).path)).name or "weights.bin"
     stem = Path(file_name).stem
     entry_name = name or stem

@@ -163,6 +163,20 @@ def test_unknown_values_list_the_known_names():
         hub.resolve_weights("nonsense")
 
 
+def test_plain_http_from_another_host_needs_a_hash(monkeypatch):
+    monkeypatch.delenv("DEBLURCLI_OFFLINE")  # refused before any connection is tried
+    url = "http://weights.example/model.safetensors"
+    with pytest.raises(WeightsError, match="plain http can be altered on the way"):
+        hub.resolve_weights(url)
+
+    def fetch(target, on_progress):  # with a hash, the download is tried
+        raise DownloadError(f"tried {target.urls[0]}")
+
+    monkeypatch.setattr(hub, "fetch", fetch)
+    with pytest.raises(DownloadError, match=f"tried {url}"):
+        hub.download_url(url, "sha256:" + "0" * 64)
+
+
 def test_no_network_gives_the_url_and_the_import_command(served, monkeypatch):
     import socket
 

@@ -134,6 +134,13 @@ def run_images(
     out = err if as_json else stdout_console()
     items = discover(inputs, out_dir, fmt, suffix, recursive, skipped_file_warner(err))
     if not items:
+        inside = [i for i in inputs if Path(i).resolve().is_relative_to(out_dir.resolve())]
+        if inside:
+            raise UsageError(
+                "is inside the output folder, whose files are never inputs: "
+                "choose another --output",
+                inside[0],
+            )
         raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP)")
     err.print(header, highlight=False, soft_wrap=True)
     sizes = {item.source: peek_megapixels(item.source) for item in items if item.error is None}
@@ -151,9 +158,7 @@ def run_images(
             files=f"{len(results)}/{len(items)} files",
         )
         if result.status == "failed":
-            progress.console.print(
-                f"[red]failed[/] {escape(result.error or '')}", highlight=False, soft_wrap=True
-            )
+            error_line(progress.console, result.error or f"{result.input}: failed")
             if verbose and result.traceback:
                 progress.console.print(escape(result.traceback), highlight=False, soft_wrap=True)
         elif result.status == "skipped":

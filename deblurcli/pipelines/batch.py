@@ -152,6 +152,8 @@ def run_batch(
             for pending in reads:
                 if pending is not None:
                     pending.cancel()
+            if writing is not None:  # the write in flight completes: report it
+                _finish_write(*writing, finish)
             raise
     return results
 

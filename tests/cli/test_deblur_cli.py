@@ -227,6 +227,11 @@ def test_output_path_that_is_a_file_is_a_usage_error(
     assert code == 2 and "is not a folder" in err
 
 
+def test_an_input_folder_that_is_the_output_folder_says_so(monkeypatch, capsys, inputs):
+    code, _, err = deblur(monkeypatch, capsys, str(inputs), "-o", str(inputs))
+    assert code == 2 and f"{inputs}: is inside the output folder" in err
+
+
 def test_an_unwritable_output_folder_stops_the_run_before_any_image(
     monkeypatch, capsys, inputs, tmp_path, eval_weights
 ):
