@@ -200,6 +200,21 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 # --- writing --------------------------------------------------------------------------------
 
 
+def format_losses(photo: Photo, fmt: str) -> list[str]:
+    """What writing ``photo`` as ``fmt`` drops (see :func:`encode_image`), one note each:
+    an alpha channel in JPEG or BMP, 16-bit depth in JPEG, WebP or BMP."""
+    losses = []
+    if photo.alpha is not None and fmt in ("jpg", "bmp"):
+        losses.append(
+            f"alpha channel dropped: {fmt.upper()} has none (--format png or tiff keeps it)"
+        )
+    if photo.pixels.dtype == np.uint16 and fmt in ("jpg", "webp", "bmp"):
+        losses.append(
+            f"16-bit depth reduced to 8 bits: {fmt.upper()} holds 8 (--format png or tiff keeps 16)"
+        )
+    return losses
+
+
 def encode_image(photo: Photo, fmt: str, quality: int = 95, fast_png: bool = False) -> bytes:
     """Encode ``photo`` as ``fmt`` with its alpha, EXIF, ICC profile and DPI.
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from deblurcli.errors import DeblurError
 from deblurcli.io.discovery import WorkItem, output_format
-from deblurcli.io.images import Photo, read_image, write_image
+from deblurcli.io.images import Photo, format_losses, read_image, write_image
 from deblurcli.pipelines.restore import RestoreReport
 
 Status = Literal["ok", "skipped", "failed"]
@@ -131,6 +131,7 @@ def run_batch(
                     output = _compose(photo, restored, options.side_by_side)
                     assert item.output is not None
                     fmt = output_format(item.source, options.fmt)
+                    result.notes.extend(format_losses(output, fmt))
                     future = pool.submit(write_image, output, item.output, fmt, options.quality)
                 except DeblurError as exc:
                     _fail(result, str(exc))

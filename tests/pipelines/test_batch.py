@@ -38,3 +38,31 @@ def test_ctrl_c_reports_the_output_whose_write_was_in_flight(tmp_path):
         run_batch(items, _StopsAtSecond(), BatchOptions("png", 95, False, False), reported.append)
     assert [(r.input.rsplit("/", 1)[-1], r.status) for r in reported] == [("a.png", "ok")]
     assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "b.png").exists()
+
+
+class _Identity:
+    def restore_array(self, pixels: np.ndarray):
+        class Report:
+            notes: tuple[str, ...] = ()
+
+        return pixels, Report()
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("jpg", 2), ("webp", 1), ("png", 0), ("tiff", 0)])
+def test_what_a_format_drops_is_noted_once_per_file(tmp_path, fmt, expected):
+    import cv2
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgba = np.zeros((24, 24, 4), np.uint8)
+    rgba[..., 3] = 128
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    cv2.imwrite(str(folder / "deep.png"), np.full((24, 24, 3), 40000, np.uint16))
+    items = discover([str(folder)], tmp_path / "out", fmt=fmt)
+    results = run_batch(items, _Identity(), BatchOptions(fmt, 95, False, False))
+    notes = {r.input.rsplit("/", 1)[-1]: r.notes for r in results}
+    assert [r.status for r in results] == ["ok", "ok"]
+    alpha_dropped = [n for n in notes["alpha.png"] if n.startswith("alpha channel dropped")]
+    depth_reduced = [n for n in notes["deep.png"] if n.startswith("16-bit depth reduced")]
+    assert len(alpha_dropped) + len(depth_reduced) == expected
+    assert len(notes["alpha.png"]) + len(notes["deep.png"]) == expected
