@@ -9,7 +9,13 @@ import typer
 from rich.markup import escape
 
 from deblurcli.cli import _options as opt
-from deblurcli.cli._console import count_progress, stderr_console, stdout_console, summary_table
+from deblurcli.cli._console import (
+    count_progress,
+    stderr_console,
+    stdout_console,
+    summary_table,
+    warning_line,
+)
 
 RECIPE_PANEL = "Recipe (the preset's values unless given)"
 
@@ -175,10 +181,14 @@ def train(
         raise UsageError("--steps and --epochs exclude each other: choose one")
     train_folder = source if unpaired else data
     assert train_folder is not None
-    train_source = find_data(train_folder)
-    target_source = find_data(target) if unpaired and target is not None else None
+    if not unpaired and (data / "train").is_dir() and (data / "val").is_dir():
+        # A synth-blur dataset root: its train/ trains, its val/ validates.
+        train_folder = data / "train"
+        val = val if val is not None else data / "val"
     if val is None and train_folder.name == "train" and (train_folder.parent / "val").is_dir():
         val = train_folder.parent / "val"
+    train_source = find_data(train_folder)
+    target_source = find_data(target) if unpaired and target is not None else None
     val_source = find_data(val) if val is not None else None
     try:
         band = Range.parse(gp_band) if gp_band is not None else None
@@ -347,10 +357,20 @@ def export(
 
     if (name is None) == (output is None):
         raise UsageError("give either --name (into the cache) or --output FILE")
+    if which not in ("best", "last"):
+        raise UsageError(f"unknown --which {which!r}: use best or last")
     source = run / f"{which}.safetensors"
-    if which not in ("best", "last") or not source.is_file():
-        raise UsageError(f"has no {which}.safetensors (train with validation data for 'best')", run)
     console = stdout_console()
+    if which == "best" and not source.is_file() and (run / "last.safetensors").is_file():
+        # A run without validation data keeps no best: its last EMA weights stand in.
+        source = run / "last.safetensors"
+        warning_line(
+            stderr_console(),
+            f"{run}: no best.safetensors (the run had no validation data): "
+            "exporting the last EMA weights",
+        )
+    if not source.is_file():
+        raise UsageError(f"has no {which}.safetensors: is it a training run folder?", run)
     if output is not None:
         if output.suffix != ".safetensors":
             raise UsageError("must end in .safetensors", output)

@@ -63,6 +63,32 @@ def test_train_export_and_deblur_with_the_exported_name(
     assert code == 2 and "--name" in stderr
 
 
+def test_a_dataset_root_is_read_as_its_train_and_val_split(monkeypatch, capsys, tmp_path, dataset):
+    run_dir = tmp_path / "run"
+    args = ["train", "--model", "mobilenet-dsc", "--data", str(dataset), "-o", str(run_dir),
+            "--steps", "2", "--batch-size", "4", "--crop", "64", "--val-every", "2", "-j", "0",
+            "--device", "cpu"]  # fmt: skip
+    code, _, stderr = cli(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    assert "before training: val PSNR" in stderr  # dataset/val validated the run
+    assert (run_dir / "best.safetensors").is_file()
+
+
+def test_export_of_a_run_without_validation_takes_the_last_weights(
+    monkeypatch, capsys, tmp_path, dataset
+):
+    run_dir = tmp_path / "run"
+    args = ["train", "--model", "mobilenet-dsc", "--data", str(dataset / "train" / "blur"),
+            "-o", str(run_dir), "--steps", "2", "--batch-size", "4", "--crop", "64",
+            "--val-every", "2", "-j", "0", "--device", "cpu"]  # fmt: skip
+    code, _, stderr = cli(monkeypatch, capsys, *args)
+    assert code == 0, stderr
+    assert not (run_dir / "best.safetensors").exists()
+    code, stdout, stderr = cli(monkeypatch, capsys, "train", "export", str(run_dir), "--name", "m")
+    assert code == 0 and "--weights m" in stdout
+    assert "no best.safetensors" in stderr and "last EMA weights" in stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
