@@ -72,7 +72,9 @@ def read_state_dict(path: Path) -> tuple[StateDict, dict[str, str]]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported" in str(exc):
+        # Only a pickled class or function (GLOBAL) means the file would run code;
+        # other refusals ("Unsupported operand") are bytes that are no pickle at all.
+        if "Unsupported global" in str(exc):
             raise WeightsError(
                 "refused: loading this checkpoint would run code from the file; "
                 "only plain tensors are loaded (ask its author for a safetensors file)",

@@ -6,6 +6,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -136,6 +137,15 @@ def test_a_checkpoint_that_would_unpickle_code_is_refused(tmp_path, capsys):
     with pytest.raises(WeightsError, match="would run code"):
         load_model(path)
     assert "this ran code" not in capsys.readouterr().out
+
+
+def test_random_bytes_are_not_called_a_checkpoint_that_would_run_code(tmp_path):
+    path = tmp_path / "noise.pth"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(WeightsError) as info:
+        load_model(path)
+    assert "would run code" not in str(info.value)
+    assert "not a PyTorch checkpoint" in str(info.value) or "not a readable" in str(info.value)
 
 
 def test_text_file_as_weights_is_rejected(tmp_path):
