@@ -168,6 +168,14 @@ def run_images(
                 highlight=False,
                 soft_wrap=True,
             )
+        if result.status == "ok" and not progress.console.is_terminal:
+            # No progress bar in a log: one plain line per finished file instead.
+            progress.console.print(
+                f"done {escape(result.input)} -> {escape(result.output or '')} "
+                f"({result.seconds:.1f} s)",
+                highlight=False,
+                soft_wrap=True,
+            )
         for note in result.notes if result.status == "ok" else ():
             progress.console.print(
                 f"[yellow]note[/] {escape(result.input)}: {escape(note)}",

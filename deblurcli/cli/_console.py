@@ -29,14 +29,26 @@ class AppState:
     verbose: bool = False
 
 
+# Width when the output is a file or a pipe: tables keep their natural width
+# instead of being cut or wrapped to 80 columns.
+_PIPE_WIDTH = 10_000
+
+
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, no_color="NO_COLOR" in os.environ or None)
+    if not console.is_terminal:
+        console.width = _PIPE_WIDTH
+    return console
+
+
 def stderr_console() -> Console:
     """Console for progress, warnings and errors (honours ``NO_COLOR`` and non-TTY output)."""
-    return Console(stderr=True, no_color="NO_COLOR" in os.environ or None)
+    return _console(stderr=True)
 
 
 def stdout_console() -> Console:
     """Console for results (tables)."""
-    return Console(no_color="NO_COLOR" in os.environ or None)
+    return _console(stderr=False)
 
 
 def error_line(console: Console, message: str) -> None:

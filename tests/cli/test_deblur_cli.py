@@ -112,7 +112,18 @@ def test_a_batch_with_bad_files_processes_the_rest_and_exits_1(
     restored = np.asarray(Image.open(out_dir / "sub" / "b.png")).astype(int)
     original = np.asarray(Image.open(inputs / "sub" / "b.png")).astype(int)
     assert restored.shape == original.shape and np.abs(restored - original).mean() > 1
-    assert "failed" in err and "broken.jpg" in err
+    assert f"error: {inputs / 'broken.jpg'}: is not an image" in err
+    # Not a terminal: a plain line per finished file stands in for the progress bar.
+    assert f"done {inputs / 'a.jpg'} -> {out_dir / 'a.jpg'} (" in err
+    assert f"done {inputs / 'sub' / 'b.png'} -> {out_dir / 'sub' / 'b.png'} (" in err
+
+
+def test_tables_in_a_log_keep_their_natural_width(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "weights", "list")
+    assert code == 0
+    rows = [line for line in out.splitlines() if "deblurcli-curves" in line]
+    assert len(rows) == 1 and "shipped" in rows[0]  # one line, not wrapped into 20
+    assert "8 more photos held out for validation" in rows[0]
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(
