@@ -1,8 +1,9 @@
 """Many files: prefetching reads, background writes, per-file results and errors.
 
 Used by every command that maps images to images (``deblur``, ``enhance``),
-so they share one loop: skip finished outputs, keep going after a failure,
-and report each file the same way.
+so they share one loop: skip finished outputs, claim each output before
+computing it (:mod:`deblurcli.io.claims`, so concurrent runs split the work),
+keep going after a failure, and report each file the same way.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
 from deblurcli.errors import DeblurError
+from deblurcli.io import claims
 from deblurcli.io.discovery import WorkItem, output_format
 from deblurcli.io.images import Photo, format_losses, read_image, write_image
 from deblurcli.pipelines.restore import RestoreReport
@@ -91,7 +94,11 @@ def run_batch(
     """
     results: list[FileResult] = []
 
+    claimed: dict[str, Path] = {}  # input -> claim file of its output, while computed
+
     def finish(result: FileResult) -> None:
+        if result.input in claimed:
+            claims.release(claimed.pop(result.input))
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -121,6 +128,12 @@ def run_batch(
                     reads.append(pool.submit(read_image, todo[index + 1].source))
                 started = time.perf_counter()
                 result = FileResult(str(item.source), str(item.output), "ok")
+                assert item.output is not None
+                skip_note = _claim(item.output, options.overwrite, claimed, result.input)
+                if skip_note is not None:  # another run has it, or has finished it
+                    reads[index] = None  # type: ignore[call-overload]
+                    finish(FileResult(result.input, result.output, "skipped", notes=[skip_note]))
+                    continue
                 future = None
                 try:
                     photo = reads[index].result()
@@ -129,7 +142,6 @@ def run_batch(
                     restored, report = restorer.restore_array(photo.pixels)
                     result.notes.extend(report.notes)
                     output = _compose(photo, restored, options.side_by_side)
-                    assert item.output is not None
                     fmt = output_format(item.source, options.fmt)
                     result.notes.extend(format_losses(output, fmt))
                     future = pool.submit(write_image, output, item.output, fmt, options.quality)
@@ -155,8 +167,23 @@ def run_batch(
                     pending.cancel()
             if writing is not None:  # the write in flight completes: report it
                 _finish_write(*writing, finish)
+            for path in claimed.values():
+                claims.release(path)
             raise
     return results
+
+
+def _claim(output: Path, overwrite: bool, claimed: dict[str, Path], key: str) -> str | None:
+    """Claim ``output`` for this run (recorded in ``claimed`` under ``key``); or the
+    note saying why it is skipped: another run holds it, or finished it meanwhile."""
+    path = claims.claim(output)
+    if path is None:
+        return "another run is computing this output"
+    if output.exists() and not overwrite:  # written by another run since discovery
+        claims.release(path)
+        return "output exists (use --overwrite to replace it)"
+    claimed[key] = path
+    return None
 
 
 def _fail(result: FileResult, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -66,3 +68,31 @@ def test_what_a_format_drops_is_noted_once_per_file(tmp_path, fmt, expected):
     depth_reduced = [n for n in notes["deep.png"] if n.startswith("16-bit depth reduced")]
     assert len(alpha_dropped) + len(depth_reduced) == expected
     assert len(notes["alpha.png"]) + len(notes["deep.png"]) == expected
+
+
+def test_outputs_claimed_by_another_live_run_are_left_to_it(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from deblurcli.io.claims import claim_path
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.full((24, 24, 3), 100, np.uint8)).save(folder / f"{name}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    host = socket.gethostname()
+    # a.png: a live run (this test's process) computes it; b.png: a run that was killed.
+    claim_path(out / "a.png").write_text(f"{host} {os.getpid()}\n")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    claim_path(out / "b.png").write_text(f"{host} {ended}\n")
+    items = discover([str(folder)], out)
+    results = run_batch(items, _Identity(), BatchOptions("png", 95, False, False))
+    status = {r.input.rsplit("/", 1)[-1]: (r.status, r.notes) for r in results}
+    assert status["a.png"] == ("skipped", ["another run is computing this output"])
+    assert status["b.png"][0] == status["c.png"][0] == "ok"  # the stale claim was taken over
+    assert not (out / "a.png").exists() and (out / "b.png").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [".a.png.deblurcli-claim", "b.png", "c.png"]
