@@ -28,35 +28,16 @@ def resnet() -> deblurgan_v1.ResnetGenerator:
     return deblurgan_v1.ResnetGenerator(ngf=64, n_blocks=9)
 
 
-@register_model(
+# No learned parameters: the class itself is the entry function; its options are
+# the settings stored in deblurcli-deconv.
+register_model(
     "deconv",
     task="deblur",
     memory_per_pixel=400,
     description="Blind deconvolution: one shake kernel estimated per photo, inverted with a "
     "sparse gradient prior (no learned parameters)",
     default_weights="deblurcli-deconv",
-)
-def blind_deconvolution(
-    kernel_size: int = 35,
-    work_size: int = 1280,
-    iterations: int = 10,
-    kernel_weight: float = 20.0,
-    gradient_share: float = 2.0,
-    data_weight: float = 0.01,
-    alpha: float = 0.8,
-    strength: float = 0.7,
-) -> blind.BlindDeconvolution:
-    """L0 coarse-to-fine kernel estimate and hyper-Laplacian deconvolution."""
-    return blind.BlindDeconvolution(
-        kernel_size=kernel_size,
-        work_size=work_size,
-        iterations=iterations,
-        kernel_weight=kernel_weight,
-        gradient_share=gradient_share,
-        data_weight=data_weight,
-        alpha=alpha,
-        strength=strength,
-    )
+)(blind.BlindDeconvolution)
 
 
 @register_model(
