@@ -283,7 +283,13 @@ def test_ctrl_c_leaves_no_partial_file_and_a_rerun_resumes(tmp_path, photos, eva
         "--tile",
         "128",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A shell's background jobs ignore SIGINT, and so would the child: restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not list(out_dir.glob("*.png")) and time.monotonic() < deadline:
         time.sleep(0.05)
