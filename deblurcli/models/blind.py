@@ -83,8 +83,8 @@ class BlindDeconvolution(GlobalContextGenerator):
         self.padding = Padding(1)
 
     def global_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Whole photos (N, 3, H, W) in [-1, 1] -> (N, 1 + K'², 1, 1): the noise σ of
-        each photo, then its kernel at the photo's resolution (K' × K', flattened)."""
+        """Whole photos (N, 3, H, W) in [-1, 1] -> (N, 1 + K'², 1, 1) float32: the noise σ
+        of each photo, then its kernel at the photo's resolution (K' × K', flattened)."""
         photos = (image.float() + 1) / 2
         height, width = photos.shape[-2:]
         scale = min(1.0, self.work_size / max(height, width))
@@ -103,7 +103,7 @@ class BlindDeconvolution(GlobalContextGenerator):
             kernel = deconv.resize_kernel(kernel, full_size)
             sigma = torch.tensor([deconv.estimate_noise(photo[1])], device=photo.device)
             contexts.append(torch.cat([sigma, kernel.flatten()]))
-        return torch.stack(contexts)[:, :, None, None].to(image.dtype)
+        return torch.stack(contexts)[:, :, None, None]  # float32 even for bf16 images
 
     def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels."""

@@ -129,3 +129,15 @@ def test_the_restorer_runs_it_whole_and_says_so_when_forced_to_tile(tmp_path, sc
     assert report.tile == 128 and "seams" in report.notes[0]
     difference = np.abs(whole.astype(int) - tiled.astype(int))
     assert np.mean(difference) < 2.0  # close, not equal: the FFTs saw different borders
+
+
+def test_the_kernel_context_stays_float32_for_bf16_images(scene):
+    """A bf16 kernel would keep 3 significant digits; the context is computed and kept
+    in float32 whatever the image's dtype."""
+    blurred = _shake(scene, linear_kernels(9.0, 30.0)[0].float())
+    model = BlindDeconvolution(**SMALL).eval()
+    with torch.inference_mode():
+        exact = model.global_features(blurred)
+        from_bf16 = model.global_features(blurred.bfloat16())
+    assert from_bf16.dtype == torch.float32 and exact.dtype == torch.float32
+    assert float(from_bf16[0, 1:].sum()) == pytest.approx(1.0, abs=1e-5)  # still sums to 1
