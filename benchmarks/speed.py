@@ -49,7 +49,7 @@ def run_case(
     import torch
 
     from deblurcli.device import resolve_device, resolve_precision
-    from deblurcli.models import build_model
+    from deblurcli.models import build_model, get_spec
     from deblurcli.models.layers import set_statistics
     from deblurcli.pipelines.restore import Restorer
 
@@ -63,7 +63,7 @@ def run_case(
         backbone,
         None,
         torch_device,
-        resolve_precision(precision, torch_device),
+        resolve_precision(precision, torch_device, reduced_ok=get_spec(backbone).bf16_safe),
         tile,
         overlap,
     )

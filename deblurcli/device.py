@@ -46,12 +46,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
-    """Choose the compute dtype.
+def resolve_precision(spec: str, device: torch.device, reduced_ok: bool = True) -> torch.dtype:
+    """Choose the compute dtype of inference.
 
-    ``auto`` is fp16 on CUDA and MPS (bf16 where CUDA supports it, which avoids
-    fp16 overflow in deep features) and fp32 on the CPU, where half precision
-    is slower than fp32 on most processors.
+    ``auto`` is reduced precision only where it is fast and the model is known to
+    stay close to fp32 (``reduced_ok``, from the registry's ``bf16_safe``): bf16
+    on CUDA with bf16 support (else fp16, which has less range), fp16 on MPS,
+    bf16 on CPUs with native bf16 (AVX512-BF16 or AMX; emulated bf16 is slower
+    than fp32), and fp32 everywhere else.
 
     Raises:
         DeviceError: the precision name is unknown or unsupported on the device.
@@ -60,11 +62,13 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     if spec not in PRECISIONS:
         raise DeviceError(f"unknown precision {spec!r}: use one of {', '.join(PRECISIONS)}")
     if spec == "auto":
+        if not reduced_ok:
+            return torch.float32
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
             return torch.float16
-        return torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError("this GPU has no bf16 support: use --precision fp16 or fp32")
     return _DTYPES[spec]

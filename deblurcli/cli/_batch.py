@@ -75,7 +75,7 @@ def load_restorer(
     from deblurcli.pipelines.restore import Restorer
 
     torch_device = resolve_device(device)
-    dtype = resolve_precision(precision, torch_device)
+    resolve_precision(precision, torch_device)  # a bad name fails before any download
     if weights is None:
         name = architecture or default_architecture
         weights = get_spec(name).default_weights
@@ -85,7 +85,9 @@ def load_restorer(
     with progress:
         weights_path = resolve_weights(weights, on_bytes)
     model, info = load_model(weights_path, architecture=architecture)
-    found = get_spec(info.architecture).task
+    spec = get_spec(info.architecture)
+    dtype = resolve_precision(precision, torch_device, reduced_ok=spec.bf16_safe)
+    found = spec.task
     if found != task:
         command = "deblur deblur" if found == "deblur" else "deblur enhance"
         raise WeightsError(f"holds {found} weights ({info.architecture}): use {command}", info.path)

@@ -110,7 +110,10 @@ Precision = Annotated[
         "--precision",
         envvar="DEBLURCLI_PRECISION",
         show_envvar=True,
-        help="auto (fp16/bf16 on GPUs, fp32 on CPUs), fp32, fp16 or bf16.",
+        help=(
+            "auto (bf16/fp16 on GPUs and on CPUs with native bf16, for models checked "
+            "against fp32; fp32 otherwise), fp32, fp16 or bf16."
+        ),
         rich_help_panel=RUN_PANEL,
     ),
 ]

@@ -31,6 +31,9 @@ class ModelSpec:
         memory_per_pixel: peak activation memory of an fp32 forward pass per
             input pixel, in bytes (measured on the CPU, see benchmarks/speed.py);
             sizes automatic tiles.
+        bf16_safe: its bf16 output was measured within 50 dB of fp32 and 2 grey
+            levels on real photographs (``benchmarks/precision.py``), so
+            ``--precision auto`` may run it in bf16 or fp16; others stay fp32.
     """
 
     name: str
@@ -41,6 +44,7 @@ class ModelSpec:
     official_padding: Padding | None = None
     default_weights: str | None = None
     memory_per_pixel: float = 1000.0
+    bf16_safe: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -55,6 +59,7 @@ def register_model(
     official_padding: Padding | None = None,
     default_weights: str | None = None,
     memory_per_pixel: float = 1000.0,
+    bf16_safe: bool = False,
 ) -> Callable[[Callable[..., PaddedGenerator]], Callable[..., PaddedGenerator]]:
     """Decorator registering an entry function under ``name``."""
 
@@ -70,6 +75,7 @@ def register_model(
             official_padding,
             default_weights,
             memory_per_pixel,
+            bf16_safe,
         )
         return build
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deblurcli.models.deblurgan_v1 import drop_running_statistics
-from deblurcli.models.layers import PaddedGenerator, Padding
+from deblurcli.models.layers import PaddedGenerator, Padding, output_layer
 
 Norm = Literal["instance", "batch"]
 NormFactory = Callable[[int], nn.Module]
@@ -306,7 +306,7 @@ class FPNGenerator(PaddedGenerator):
         )
         smoothed = _up(self.smooth(heads), 2) + map0
         smoothed = _up(self.smooth2(smoothed), 2)
-        return torch.clamp(torch.tanh(self.final(smoothed)) + x, -1.0, 1.0)
+        return torch.clamp(torch.tanh(output_layer(self.final, smoothed)) + x, -1.0, 1.0)
 
 
 # --- official checkpoints -------------------------------------------------------------------

@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblurcli.models.layers import GlobalContextGenerator, Padding, pad_bottom_right
+from deblurcli.models.layers import (
+    GlobalContextGenerator,
+    Padding,
+    output_layer,
+    pad_bottom_right,
+)
 
 ENCODER_WIDTHS = (16, 32, 64, 128, 128)
 
@@ -104,7 +109,7 @@ class DPEGenerator(GlobalContextGenerator):
         y = self.dec2(torch.cat([_up(y), f2], dim=1))
         y = self.dec1(torch.cat([_up(y), f1], dim=1))
         y = self.dec0(torch.cat([_up(y), f0], dim=1))
-        return (padded + self.output(y)).clamp(-1.0, 1.0)[..., :height, :width]
+        return (padded + output_layer(self.output, y)).clamp(-1.0, 1.0)[..., :height, :width]
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,18 @@ def pad_bottom_right(x: torch.Tensor, padding: Padding) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
+def output_layer(layer: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Run the layer that maps features to output values at the layer's own precision,
+    even under autocast: (N, C, H, W) -> the layer's output.
+
+    Under bf16 autocast a convolution keeps 8 significant bits, which shows in
+    the output as grey levels; the last layer is cheap, so it stays exact.
+    """
+    dtype = next(layer.parameters()).dtype
+    with torch.autocast(features.device.type, enabled=False):
+        return layer(features.to(dtype))
+
+
 class PaddedGenerator(nn.Module):
     """Base for generators that accept any H×W: pad inside, crop back.
 

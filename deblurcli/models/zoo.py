@@ -93,6 +93,7 @@ def inception(norm: Norm = "instance") -> FPNGenerator:
     "dpe",
     task="enhance",
     memory_per_pixel=700,
+    bf16_safe=True,  # shipped weights: 61 dB from fp32, at most 1 level (benchmarks/precision.py)
     description="Deep Photo Enhancer global U-Net (exposure, contrast, colour; 3.0 M parameters)",
     default_weights="deblurcli-dpe",
 )

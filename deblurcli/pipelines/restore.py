@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -22,6 +23,10 @@ _AUTO_TILE_LIMIT = {"cpu": 1024, "mps": 2048, "cuda": 2048}
 _AUTO_MEMORY_SHARE = {"cpu": 0.25, "mps": 0.4, "cuda": 0.6}
 _CPU_TILE_BUDGET = 1.5 * 1024**3
 
+
+# Devices where reduced precision runs under autocast (elsewhere the model is cast).
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+_NON_FINITE_NOTE = "non-finite values in reduced precision: tile rerun in fp32"
 
 # Devices whose convolutions run faster on channels-last (NHWC) tensors.
 _CHANNELS_LAST_DEVICES = ("cpu", "cuda")
@@ -98,12 +103,17 @@ class Restorer:
         overlap: int = 64,
         strength: float = 1.0,
     ) -> None:
-        self.model = prepare_for_inference(model, device, dtype)
+        # Reduced precision runs under autocast: weights, the input, the global
+        # residual and the value mapping stay fp32; only convolutions and matrix
+        # products drop to ``dtype``. Devices without autocast cast the model.
+        self.autocast = dtype != torch.float32 and device.type in _AUTOCAST_DEVICES
+        self.model = prepare_for_inference(model, device, torch.float32 if self.autocast else dtype)
         self.strength = strength
         self.channels_last = _uses_channels_last(model, device)
         self.info = info
         self.device = device
         self.dtype = dtype
+        self.input_dtype = torch.float32 if self.autocast else dtype
         self.tile = tile
         self.overlap = overlap
         self.bytes_per_pixel = get_spec(architecture).memory_per_pixel
@@ -156,20 +166,25 @@ class Restorer:
         _, _, height, width = image.shape
         tile, notes = self.choose_tile(height, width)
         retries: list[int] = []
-        forward = self._forward_tile
+        reruns: list[None] = []
+        context = None
         if isinstance(self.model, GlobalContextGenerator):
-            context = self.model.global_features(self._to_model(image.to(self.device, self.dtype)))
-            forward = partial(self._forward_tile, context=context)
+            with self._precision(reduced=True):
+                context = self.model.global_features(
+                    self._to_model(image.to(self.device, self.input_dtype))
+                )
         output, used = tiled_forward_with_backoff(
-            forward,
+            partial(self._forward_tile, context=context, on_rerun=reruns.append),
             image,
             tile,
             self.overlap,
             self.model.padding.multiple,
             self.device,
-            self.dtype,
+            self.input_dtype,
             on_retry=retries.append,
         )
+        if reruns:
+            notes = (*notes, _NON_FINITE_NOTE)
         if retries:
             notes = (*notes, f"out of memory: retried with {retries[-1]}px tiles")
             if not self.tiles_exactly and self.tiling_note not in notes:
@@ -184,12 +199,34 @@ class Restorer:
             tile = tile.contiguous(memory_format=torch.channels_last)
         return tile * 2 - 1
 
+    def _precision(self, reduced: bool) -> torch.autocast:
+        """The autocast context for this restorer's precision (fp32 when not ``reduced``)."""
+        enabled = self.autocast and reduced
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
+
     def _forward_tile(
-        self, tile: torch.Tensor, context: torch.Tensor | None = None
+        self,
+        tile: torch.Tensor,
+        context: torch.Tensor | None = None,
+        on_rerun: Callable[[None], None] = lambda _: None,
     ) -> torch.Tensor:
-        if context is None:
-            return (self.model(self._to_model(tile)) + 1) / 2
-        return (self.model.forward_with_context(self._to_model(tile), context) + 1) / 2
+        """(1, 3, h, w) in [0, 1] -> the same; a reduced-precision result with NaN or
+        infinity (fp16 overflow) is computed again in fp32, and ``on_rerun`` told."""
+        output = self._run_model(tile, context, reduced=True)
+        if self.autocast and not bool(torch.isfinite(output).all()):
+            on_rerun(None)
+            output = self._run_model(tile, context, reduced=False)
+        return output
+
+    def _run_model(
+        self, tile: torch.Tensor, context: torch.Tensor | None, reduced: bool
+    ) -> torch.Tensor:
+        with self._precision(reduced):
+            if context is None:
+                output = self.model(self._to_model(tile))
+            else:
+                output = self.model.forward_with_context(self._to_model(tile), context)
+        return (output.float() + 1) / 2
 
     def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
         """Restore (H, W, C) uint8/uint16 pixels, C = 1 or 3; returns the same shape and dtype."""
