@@ -148,7 +148,9 @@ def ssim(
             f"SSIM needs at least {SSIM_WINDOW}×{SSIM_WINDOW} px, got {height}×{width}"
         )
     window = gaussian_window(dtype=torch.float32, device=x.device)
-    centre = y.mean(dim=(2, 3), keepdim=True, dtype=_sum_dtype(y.device)).float()  # (B, C, 1, 1)
+    # Any value near the mean serves as the centre (it only keeps the moments small),
+    # so a float32 mean is enough: (B, C, 1, 1).
+    centre = y.mean(dim=(2, 3), keepdim=True)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     out_height = height - SSIM_WINDOW + 1
@@ -211,20 +213,29 @@ def _gray_8bit(images: torch.Tensor, data_range: float) -> torch.Tensor:
     return gray.squeeze(1).mul_(255.0 / data_range)
 
 
-def _filter_reflect(gray: torch.Tensor, kernel: tuple[tuple[float, ...], ...]) -> torch.Tensor:
-    """3×3 correlation of (B, H, W) maps with mirrored borders (OpenCV's BORDER_REFLECT_101).
+def _filtered_statistics(
+    gray: torch.Tensor, kernel: tuple[tuple[float, ...], ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of each (B, H, W) map after a 3×3 correlation with mirrored
+    borders (OpenCV's BORDER_REFLECT_101): two (B,) float64 (float32 on MPS).
 
-    OpenCV's ``filter2D`` on the CPU; ``conv2d`` elsewhere.
+    On the CPU, OpenCV's ``filter2D`` and ``meanStdDev`` (one pass, float64
+    accumulation); ``conv2d`` and torch reductions elsewhere.
     """
     weights = torch.tensor(kernel, dtype=gray.dtype)
     if gray.device.type == "cpu":
-        source = gray.contiguous().numpy()
-        filtered = np.empty_like(source)
-        for map_in, map_out in zip(source, filtered, strict=True):
-            cv2.filter2D(map_in, -1, weights.numpy(), dst=map_out)
-        return torch.from_numpy(filtered)
+        filtered = np.empty(gray.shape[-2:], dtype=np.float32)
+        means, variances = [], []
+        for plane in gray.contiguous().numpy():
+            cv2.filter2D(plane, -1, weights.numpy(), dst=filtered)
+            mean, deviation = cv2.meanStdDev(filtered)
+            means.append(float(mean[0, 0]))
+            variances.append(float(deviation[0, 0]) ** 2)
+        return torch.tensor(means, dtype=torch.float64), torch.tensor(variances, dtype=torch.float64)
     padded = F.pad(gray.unsqueeze(1), (1, 1, 1, 1), mode="reflect")
-    return F.conv2d(padded, weights.to(gray.device).view(1, 1, 3, 3)).squeeze(1)
+    response = F.conv2d(padded, weights.to(gray.device).view(1, 1, 3, 3)).flatten(1)
+    mean = response.mean(dim=1, dtype=_sum_dtype(response.device))
+    return mean, (response - mean[:, None].to(response.dtype)).square_().mean(dim=1)
 
 
 def laplacian_variance(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -239,9 +250,7 @@ def laplacian_variance(images: torch.Tensor, data_range: float = 1.0) -> torch.T
     Returns:
         (B,) float64 in squared 8-bit levels (filtered in float32).
     """
-    response = _filter_reflect(_gray_8bit(images, data_range), _LAPLACIAN).flatten(1)
-    mean = response.mean(dim=1, keepdim=True, dtype=_sum_dtype(response.device))
-    return (response - mean).square_().mean(dim=1)
+    return _filtered_statistics(_gray_8bit(images, data_range), _LAPLACIAN)[1]
 
 
 def gradient_energy(images: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -254,7 +263,8 @@ def gradient_energy(images: torch.Tensor, data_range: float = 1.0) -> torch.Tens
         (B,) in squared 8-bit levels (per pixel, 3×3 Sobel).
     """
     gray = _gray_8bit(images, data_range)
-    gx = _filter_reflect(gray, _SOBEL_X)
-    gy = _filter_reflect(gray, tuple(zip(*_SOBEL_X, strict=True)))
-    energy = (gx.square_() + gy.square_()).flatten(1)
-    return energy.mean(dim=1, dtype=_sum_dtype(energy.device))
+    energy = torch.zeros(gray.shape[0], dtype=_sum_dtype(gray.device))
+    for kernel in (_SOBEL_X, tuple(zip(*_SOBEL_X, strict=True))):
+        mean, variance = _filtered_statistics(gray, kernel)
+        energy += variance + mean.square()  # E[g²]
+    return energy
