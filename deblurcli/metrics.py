@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from functools import partial
+
 import cv2
 import numpy as np
 import torch
@@ -231,7 +233,8 @@ def _filtered_statistics(
             mean, deviation = cv2.meanStdDev(filtered)
             means.append(float(mean[0, 0]))
             variances.append(float(deviation[0, 0]) ** 2)
-        return torch.tensor(means, dtype=torch.float64), torch.tensor(variances, dtype=torch.float64)
+        as_tensor = partial(torch.tensor, dtype=torch.float64)
+        return as_tensor(means), as_tensor(variances)
     padded = F.pad(gray.unsqueeze(1), (1, 1, 1, 1), mode="reflect")
     response = F.conv2d(padded, weights.to(gray.device).view(1, 1, 3, 3)).flatten(1)
     mean = response.mean(dim=1, dtype=_sum_dtype(response.device))

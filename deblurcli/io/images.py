@@ -10,9 +10,7 @@ place, so an interrupted run never leaves a half-written image.
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deblurcli.errors import InputImageError, OutputError
+from deblurcli.io.atomic import atomic_path
 
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
@@ -354,14 +353,14 @@ def _add_png_chunks(png: bytes, photo: Photo) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename
+    (:func:`~deblurcli.io.atomic.atomic_path`).
 
     Raises:
         OutputError: the folder cannot be created or written.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except (FileExistsError, NotADirectoryError):
         raise OutputError(
             "cannot create the output folder: a file is in the way", path.parent
@@ -369,15 +368,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise OutputError(f"cannot write here ({exc.strerror})", path.parent) from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot be written ({exc.strerror})", path) from None
-        raise
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(data)
+    except OSError as exc:
+        raise OutputError(f"cannot be written ({exc.strerror})", path) from None
 
 
 def write_image(photo: Photo, path: Path, fmt: str, quality: int = 95) -> None:

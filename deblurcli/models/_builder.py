@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import torch
 
 from deblurcli.errors import WeightsError
+from deblurcli.io.atomic import atomic_path
 from deblurcli.models._registry import ModelSpec, StateDict, build_model, get_spec, list_models
 from deblurcli.models.layers import PaddedGenerator, Statistics, set_statistics
 
@@ -210,15 +209,8 @@ def save_weights(
         "statistics": model.statistics,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; weight files are shared like any output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=header)
 
 
 def create_model(

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from deblurcli import metrics
 from deblurcli.device import resolve_training_precision
 from deblurcli.errors import UsageError, WeightsError
+from deblurcli.io.atomic import atomic_path
 from deblurcli.models import build_model, get_spec, list_models
 from deblurcli.models._builder import load_model, save_weights
 from deblurcli.train.data import (
@@ -98,9 +99,9 @@ def start_as_identity(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` that leaves the previous checkpoint whole if it fails."""
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 class Trainer:

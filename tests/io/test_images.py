@@ -13,7 +13,6 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from deblurcli.errors import InputImageError
-from deblurcli.io import images
 from deblurcli.io.images import Photo, encode_image, read_image, write_atomic, write_image
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -190,7 +189,7 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images.os, "replace", interrupted)
+    monkeypatch.setattr("deblurcli.io.atomic.os.replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "out.png", b"data")
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,37 @@
+"""One way to replace a file atomically, used by images, weights and checkpoints."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+import torch
+
+from deblurcli.io.atomic import atomic_path
+from deblurcli.train import loop
+
+
+def test_success_renames_into_place_with_shared_permissions(tmp_path):
+    target = tmp_path / "out.bin"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.name.startswith(".out.bin.")
+        temporary.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_failed_checkpoint_save_keeps_the_previous_one_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    loop._atomic_save({"step": 1}, path)
+
+    def disk_full(obj, file):
+        file.write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        loop._atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
