@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,25 +25,6 @@ from deblurcli.errors import UsageError, WeightsError
 
 if TYPE_CHECKING:
     from deblurcli.pipelines.restore import Restorer
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Refuse an output path that is not a folder, or one that cannot be written to,
-    before any image is read (usage errors). A probe file is written and removed in
-    the folder, or where it will be created: its nearest existing parent."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError("exists and is not a folder: choose a folder for --output", out_dir)
-    existing = out_dir.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    try:
-        with tempfile.TemporaryFile(dir=existing, prefix=".deblurcli-probe-"):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UsageError(
-            f"cannot be written to ({reason}): choose a writable folder for --output", out_dir
-        ) from None
 
 
 def load_restorer(

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from deblurcli.cli import _options as opt
-from deblurcli.cli._batch import check_output_dir, load_restorer, run_images
+from deblurcli.cli._batch import load_restorer, run_images
 from deblurcli.errors import UsageError
+from deblurcli.io.output import check_writable_folder
 
 MODEL_PANEL = "Model"
 BACKBONES = ("deconv", "mobilenet", "mobilenet-dsc", "inception", "resnet")
@@ -62,7 +63,7 @@ def deblur(
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
     if backbone is not None and backbone not in BACKBONES:
         raise UsageError(f"unknown --backbone {backbone!r}: use one of {', '.join(BACKBONES)}")
-    check_output_dir(output)
+    check_writable_folder(output)
 
     restorer, header = load_restorer(
         task="deblur",

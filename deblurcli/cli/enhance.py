@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from deblurcli.cli import _options as opt
-from deblurcli.cli._batch import check_output_dir, load_restorer, run_images
+from deblurcli.cli._batch import load_restorer, run_images
 from deblurcli.errors import UsageError
+from deblurcli.io.output import check_writable_folder
 
 MODEL_PANEL = "Model"
 
@@ -67,7 +68,7 @@ def enhance(
     """
     if fmt not in opt.FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
-    check_output_dir(output)
+    check_writable_folder(output)
     if model is not None:
         from deblurcli.models import get_spec, list_models
 

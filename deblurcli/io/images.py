@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deblurcli.errors import InputImageError, OutputError
-from deblurcli.io.atomic import atomic_path
+from deblurcli.io.output import atomic_path
 
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
@@ -354,7 +354,7 @@ def _add_png_chunks(png: bytes, photo: Photo) -> bytes:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename
-    (:func:`~deblurcli.io.atomic.atomic_path`).
+    (:func:`~deblurcli.io.output.atomic_path`).
 
     Raises:
         OutputError: the folder cannot be created or written.

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from deblurcli.errors import WeightsError
-from deblurcli.io.atomic import atomic_path
+from deblurcli.io.output import atomic_path
 from deblurcli.models._registry import ModelSpec, StateDict, build_model, get_spec, list_models
 from deblurcli.models.layers import PaddedGenerator, Statistics, set_statistics
 

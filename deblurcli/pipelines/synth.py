@@ -35,6 +35,7 @@ import torch
 from deblurcli._version import __version__
 from deblurcli.errors import DeblurError, InputImageError, OutputError, UsageError
 from deblurcli.io.images import Photo, encode_image, read_image, write_atomic
+from deblurcli.io.output import check_writable_folder
 from deblurcli.ops.blur import (
     ShakeDraws,
     defocus_kernels,
@@ -159,7 +160,9 @@ class SynthSummary:
     seconds: float = 0.0
 
 
-def _derived_seed(*parts: object) -> int:
+def derived_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (run seed, photo, copy, epoch...): SHA-256 of their
+    text, so it is the same on every machine, process and Python version."""
     digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
@@ -183,7 +186,7 @@ def plan_sources(
     their split whatever the order says.
     """
     relatives = [rel for _, rel in sources]
-    order = sorted(relatives, key=lambda rel: _derived_seed(settings.seed, "split", rel))
+    order = sorted(relatives, key=lambda rel: derived_seed(settings.seed, "split", rel))
     n_val = 0
     if settings.val_fraction > 0 and len(order) >= 2:
         n_val = min(len(order) - 1, max(1, round(settings.val_fraction * len(order))))
@@ -192,7 +195,7 @@ def plan_sources(
     plans = []
     for source, rel in sources:
         pairs = tuple(
-            PairPlan(pair_name(rel, copy), copy, _derived_seed(settings.seed, rel, copy))
+            PairPlan(pair_name(rel, copy), copy, derived_seed(settings.seed, rel, copy))
             for copy in range(settings.per_image)
         )
         plans.append(SourcePlan(source, rel, splits[rel], pairs))
@@ -500,9 +503,9 @@ def _write_settings(out_dir: Path, settings: SynthSettings, mode: Mode) -> None:
 
 
 def check_output_folder(out_dir: Path, mode: Mode) -> None:
-    """Refuse a non-empty folder unless appending or overwriting (a usage error)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError("exists and is not a folder: choose a folder for --output", out_dir)
+    """Refuse a file, an unwritable folder (:func:`~deblurcli.io.output.check_writable_folder`)
+    or a non-empty folder unless appending or overwriting (usage errors)."""
+    check_writable_folder(out_dir)
     if mode == "new" and out_dir.is_dir() and any(out_dir.iterdir()):
         raise UsageError(
             "is not empty: pass --append to add pairs to it, or --overwrite to replace them",

@@ -17,7 +17,6 @@ workers, and a resumed run sees the same data.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,16 +34,12 @@ from deblurcli.pipelines.synth import (
     KernelOptions,
     Range,
     SynthSettings,
+    derived_seed,
     downscale,
     synthesize_pairs,
 )
 
 PAIR_FOLDERS = {"blur": "sharp", "input": "target"}  # degraded folder -> its good sibling
-
-
-def sample_seed(*parts: object) -> int:
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -295,7 +290,7 @@ class TrainingPairs(Dataset):
         return len(self.source)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seed = sample_seed(self.seed, self.epoch, index)
+        seed = derived_seed(self.seed, self.epoch, index)
         if self.source.pairs:
             blur_path, sharp_path = self.source.pairs[index]
             blurred, sharp = read_image(blur_path).pixels, read_image(sharp_path).pixels
@@ -372,12 +367,12 @@ class ValidationPairs(Dataset):
             blurred, sharp = read_image(blur_path).pixels, read_image(sharp_path).pixels
         elif self.task == "enhance":
             photo = _centre(load_photo(self.source.sharp_only[index], self.max_side), self.crop)
-            g = torch.Generator().manual_seed(sample_seed(self.seed, "val", index))
+            g = torch.Generator().manual_seed(derived_seed(self.seed, "val", index))
             return _degraded_pair(photo, g, self.degrade)
         else:
             photo = load_photo(self.source.sharp_only[index], self.max_side)
             photo = _centre(photo, self.crop + 128)  # room for the blur's surroundings
-            made = synthesize_pairs(photo, [sample_seed(self.seed, "val", index)], self.synth)[0]
+            made = synthesize_pairs(photo, [derived_seed(self.seed, "val", index)], self.synth)[0]
             blurred, sharp = made.blurred, made.sharp
         return pixels_to_model_input(_centre(blurred, self.crop)), pixels_to_model_input(
             _centre(sharp, self.crop)

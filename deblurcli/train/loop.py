@@ -28,16 +28,16 @@ from torch.utils.data import DataLoader
 from deblurcli import metrics
 from deblurcli.device import resolve_training_precision
 from deblurcli.errors import UsageError, WeightsError
-from deblurcli.io.atomic import atomic_path
+from deblurcli.io.output import atomic_path
 from deblurcli.models import build_model, get_spec, list_models
 from deblurcli.models._builder import load_model, save_weights
+from deblurcli.pipelines.synth import derived_seed
 from deblurcli.train.data import (
     Source,
     TrainingPairs,
     ValidationPairs,
     check_sizes,
     degrade_config,
-    sample_seed,
     synth_settings,
 )
 from deblurcli.train.gan import Adversary
@@ -297,7 +297,7 @@ class Trainer:
         """This rank's batches of ``epoch``, without the first ``skip`` (after a resume)."""
         order = torch.randperm(
             len(self.train_set),
-            generator=torch.Generator().manual_seed(sample_seed(self.config.seed, "order", epoch)),
+            generator=torch.Generator().manual_seed(derived_seed(self.config.seed, "order", epoch)),
         ).tolist()
         per_batch = self.config.batch_size
         usable = len(order) // (per_batch * self.world) * per_batch * self.world

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from deblurcli.errors import UsageError
 from deblurcli.models import build_model
+from deblurcli.pipelines.synth import derived_seed
 from deblurcli.train.data import (
     Source,
     ValidationPairs,
@@ -35,7 +36,6 @@ from deblurcli.train.data import (
     load_photo,
     pixels_to_model_input,
     random_window,
-    sample_seed,
 )
 from deblurcli.train.gan import Adversary
 from deblurcli.train.loop import Trainer, start_as_identity
@@ -84,7 +84,7 @@ class UnpairedCrops(Dataset):
         return image.contiguous()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
+        g = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, index))
         partner = int(torch.randint(0, len(self.target), (1,), generator=g))
         return self._crop(self.source[index], g), self._crop(self.target[partner], g)
 

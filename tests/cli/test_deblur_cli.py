@@ -251,7 +251,7 @@ def test_an_unwritable_output_folder_stops_the_run_before_any_image(
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr("deblurcli.cli._batch.tempfile.TemporaryFile", read_only)
+    monkeypatch.setattr("deblurcli.io.output.tempfile.TemporaryFile", read_only)
     started = []
     monkeypatch.setattr(
         "deblurcli.cli.deblur.load_restorer", lambda **kw: started.append(kw) or None

@@ -83,6 +83,19 @@ def test_a_non_empty_output_exits_2_and_append_resumes(monkeypatch, capsys, tmp_
     assert "pairs kept" in stdout
 
 
+def test_an_unwritable_output_folder_stops_before_any_photo(monkeypatch, capsys, tmp_path, folder):
+    # As root, permissions do not stop writes: fail the probe, as a read-only file system does.
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("deblurcli.io.output.tempfile.TemporaryFile", read_only)
+    out = tmp_path / "ds"
+    code, _, stderr = synth(monkeypatch, capsys, str(folder), "-o", str(out))
+    assert code == 2
+    assert f"{out}: cannot be written to (Read-only file system)" in stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -189,7 +189,7 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("deblurcli.io.atomic.os.replace", interrupted)
+    monkeypatch.setattr("deblurcli.io.output.os.replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / "out.png", b"data")
     assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,8 @@ import torch
 from deblurcli.errors import UsageError
 from deblurcli.models._builder import load_model
 from deblurcli.ops.degrade import DegradeConfig, apply_degradation, draw_degradation
-from deblurcli.train.data import TrainingPairs, ValidationPairs, find_data, sample_seed
+from deblurcli.pipelines.synth import derived_seed
+from deblurcli.train.data import TrainingPairs, ValidationPairs, find_data
 from deblurcli.train.loop import Trainer
 from deblurcli.train.presets import resolve
 from deblurcli.train.unpaired import UnpairedTrainer
@@ -46,7 +47,7 @@ def test_good_photos_become_seeded_degraded_pairs(good_photos):
     assert (degraded - good).abs().mean() > 0.01
     val = ValidationPairs(source, 64, seed=3, task="enhance", max_side=128)
     v_degraded, v_good = val[0]
-    g = torch.Generator().manual_seed(sample_seed(3, "val", 0))
+    g = torch.Generator().manual_seed(derived_seed(3, "val", 0))
     expected = apply_degradation((v_good + 1) / 2, draw_degradation(DegradeConfig(), g)) * 2 - 1
     assert torch.allclose(v_degraded, expected, atol=1e-6)
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 import torch
 
-from deblurcli.io.atomic import atomic_path
+from deblurcli.io.output import atomic_path
 from deblurcli.train import loop
 
 
