@@ -112,6 +112,24 @@ def discover(
     return items
 
 
+def list_images(folder: Path) -> list[Path]:
+    """Every image below ``folder``, subfolders included, sorted by path.
+
+    The rule ``deblur deblur --recursive`` applies to folders, shared by
+    ``score`` and ``train``: hidden files and folders are left out, and so are
+    files that are not images by their extension and links that loop.
+
+    Raises:
+        InputImageError: ``folder`` or a folder below it cannot be listed.
+    """
+    found = []
+    for source, _, error in _walk_folder(folder, True, lambda path, reason: None):
+        if error is not None:
+            raise error
+        found.append(source)
+    return sorted(found)
+
+
 def _expand(
     raw: str, recursive: bool, on_skip: Callable[[Path, str], None]
 ) -> Iterator[tuple[Path, Path, DeblurError | None]]:
@@ -145,7 +163,7 @@ def _walk_folder(
             errors.append(exc)
             walker = iter([])
     for dirpath, dirnames, filenames in walker:
-        dirnames.sort()
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         for name in sorted(filenames):
             file = Path(dirpath) / name
             if name.startswith(".") or file.suffix.lower() in NOT_PHOTO_SUFFIXES:

@@ -19,7 +19,8 @@ import torch
 
 from deblurcli import metrics
 from deblurcli.errors import DeblurError, InputImageError, UsageError
-from deblurcli.io.images import SUPPORTED_SUFFIXES, read_image
+from deblurcli.io.discovery import list_images
+from deblurcli.io.images import read_image
 
 _BATCH_PIXELS = 8_000_000  # pixels per metrics batch (all images of a batch share a shape)
 
@@ -93,13 +94,7 @@ def _image_files(root: Path) -> dict[str, Path]:
         return {root.name: root}
     if not root.is_dir():
         raise UsageError("does not exist", root)
-    return {
-        path.relative_to(root).as_posix(): path
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-        and path.suffix.lower() in SUPPORTED_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    }
+    return {path.relative_to(root).as_posix(): path for path in list_images(root)}
 
 
 def _stem(relative: str, suffix: str = "") -> str:

@@ -27,7 +27,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from deblurcli.errors import InputImageError, UsageError
-from deblurcli.io.images import SUPPORTED_SUFFIXES, read_image
+from deblurcli.io.discovery import list_images
+from deblurcli.io.images import read_image
 from deblurcli.ops.degrade import DegradeConfig, degrade
 from deblurcli.ops.synthesis import SynthesisConfig
 from deblurcli.pipelines.synth import (
@@ -40,14 +41,6 @@ from deblurcli.pipelines.synth import (
 )
 
 PAIR_FOLDERS = {"blur": "sharp", "input": "target"}  # degraded folder -> its good sibling
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not p.name.startswith(".")
-    )
 
 
 @dataclass(frozen=True)
@@ -73,7 +66,7 @@ def find_data(root: Path) -> Source:
         p for name in PAIR_FOLDERS for p in root.rglob(name) if p.is_dir() and p != root
     )
     if not blur_dirs:
-        photos = _images(root)
+        photos = list_images(root)
         if not photos:
             raise UsageError("holds no images (JPEG, PNG, WebP, TIFF, BMP)", root)
         return Source([], photos)
@@ -81,9 +74,11 @@ def find_data(root: Path) -> Source:
     for blur_dir in blur_dirs:
         good = PAIR_FOLDERS[blur_dir.name]
         sharp_dir = blur_dir.parent / good
-        blurred = {p.relative_to(blur_dir): p for p in _images(blur_dir)}
+        blurred = {p.relative_to(blur_dir): p for p in list_images(blur_dir)}
         sharp = (
-            {p.relative_to(sharp_dir): p for p in _images(sharp_dir)} if sharp_dir.is_dir() else {}
+            {p.relative_to(sharp_dir): p for p in list_images(sharp_dir)}
+            if sharp_dir.is_dir()
+            else {}
         )
         missing = sorted(set(blurred) - set(sharp))
         extra = sorted(set(sharp) - set(blurred))

@@ -120,3 +120,19 @@ def test_notes_and_sidecars_are_skipped_quietly_other_files_with_a_warning(tmp_p
                      on_skip=lambda path, reason: skipped.append((path.name, reason)))  # fmt: skip
     assert [i.source.name for i in items] == ["a.jpg"]
     assert skipped == [("clip.heic", discovery.NOT_AN_IMAGE)]
+
+
+def test_one_listing_rule_for_deblur_score_and_train(tmp_path):
+    from deblurcli.pipelines.scoring import _image_files
+    from deblurcli.train.data import find_data
+
+    for name in ("a.png", "sub/b.jpg", ".hidden.png", ".thumbnails/c.png", "sub/.cache/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    wanted = [tmp_path / "a.png", tmp_path / "sub" / "b.jpg"]
+    assert discovery.list_images(tmp_path) == wanted
+    items = discover([str(tmp_path)], tmp_path / "out", recursive=True)
+    assert [item.source for item in items] == wanted
+    assert list(_image_files(tmp_path).values()) == wanted
+    assert find_data(tmp_path).sharp_only == wanted
