@@ -30,8 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# DeblurGAN's choices for the shake intensity (``expl``) in its blur script.
-DEBLURGAN_EXPL = (0.01, 0.009, 0.008, 0.007, 0.005, 0.003)
 _DEFOCUS_SUPERSAMPLING = 8
 
 
