@@ -1,12 +1,14 @@
 """Fetching one file over HTTP(S): resumable, hashed while streaming, locked, verified.
 
 The file is streamed into ``NAME.partial`` beside its destination and hashed
-as it arrives; it is renamed into place only when its size and hash match.
-An interrupted transfer resumes with an HTTP Range request; connection
-errors, time-outs and server errors are retried with back-off, then the next
-mirror is tried. A lock file makes two processes fetching the same file end
-with one good copy. Google Drive's "can't scan this file for viruses" page is
-followed to the file. Nothing here prints: progress goes to a callback.
+as it arrives (a resumed transfer hashes the bytes it kept first); it is
+renamed into place only when its size and hash match, and otherwise deleted
+before the next mirror is tried. An interrupted transfer resumes with an HTTP
+Range request; connection errors, time-outs and server errors are retried
+with back-off, then the next mirror is tried. A lock file makes two processes
+fetching the same file end with one good copy. Google Drive's "can't scan
+this file for viruses" page is followed to the file. Nothing here prints:
+progress goes to a callback.
 """
 
 from __future__ import annotations
@@ -55,10 +57,14 @@ def new_hasher(expected: str | None) -> tuple[str, hashlib._Hash]:
 def file_digest(path: Path, expected: str | None = None) -> str:
     """``algorithm:hex`` of a file, with the algorithm ``expected`` names (sha256 by default)."""
     algorithm, hasher = new_hasher(expected)
+    _hash_file(path, hasher)
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def _hash_file(path: Path, hasher: hashlib._Hash) -> None:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             hasher.update(block)
-    return f"{algorithm}:{hasher.hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ def fetch(target: Target, on_progress: Progress | None = None) -> str:
             try:
                 return _fetch_url(url, target, on_progress)
             except DownloadError:
-                raise
+                raise  # a local problem (the cache cannot be written): no mirror helps
             except (_Retryable, _NextMirror) as exc:
                 failures.append(f"{url}: {exc}")
         raise DownloadError("; ".join(failures) or "no URL to download from")
@@ -137,11 +143,11 @@ def _fetch_url(url: str, target: Target, on_progress: Progress | None) -> str:
         if attempt:
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
         try:
-            _stream(url, partial, target, on_progress)
+            digest = _stream(url, partial, target, on_progress)
         except _Retryable as exc:
             last_error = exc
             continue
-        return _verify_and_place(url, partial, target)
+        return _verify_and_place(partial, target, digest)
     raise _Retryable(f"gave up after {RETRIES + 1} attempts ({last_error})")
 
 
@@ -187,15 +193,20 @@ def _follow_confirmation(
     return response
 
 
-def _stream(url: str, partial: Path, target: Target, on_progress: Progress | None) -> None:
+def _stream(url: str, partial: Path, target: Target, on_progress: Progress | None) -> str:
+    """Append ``url``'s bytes to ``partial`` (resuming where it ends), hashing them as
+    they arrive; returns the whole file's ``algorithm:hex`` digest."""
     offset = partial.stat().st_size if partial.exists() else 0
     with requests.Session() as session:
         response = _open(session, url, offset)
         with response:
             if response.status_code == 416:
-                return
+                return file_digest(partial, target.digest)  # it was complete already
             if response.status_code != 206:
                 offset = 0  # the server ignored the range: start again
+            algorithm, hasher = new_hasher(target.digest)
+            if offset:
+                _hash_file(partial, hasher)  # the bytes an earlier attempt kept
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length and length.isdigit() else target.size
             try:
@@ -203,6 +214,7 @@ def _stream(url: str, partial: Path, target: Target, on_progress: Progress | Non
                     done = offset
                     for chunk in response.iter_content(CHUNK):
                         out.write(chunk)
+                        hasher.update(chunk)
                         done += len(chunk)
                         if on_progress is not None:
                             on_progress(done, total)
@@ -218,22 +230,24 @@ def _stream(url: str, partial: Path, target: Target, on_progress: Progress | Non
                 raise DownloadError(f"cannot write ({exc.strerror})", partial) from None
             if total is not None and done < total:
                 raise _Retryable(f"connection closed after {done} of {total} bytes")
+    return f"{algorithm}:{hasher.hexdigest()}"
 
 
-def _verify_and_place(url: str, partial: Path, target: Target) -> str:
+def _verify_and_place(partial: Path, target: Target, digest: str) -> str:
+    """Rename ``partial`` (hashed as ``digest``) into place if its size and hash match;
+    otherwise delete it and move on to the next mirror."""
     size = partial.stat().st_size
     if target.size is not None and size != target.size:
         partial.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{url} sent {size} bytes, {target.size} expected: the file was removed; "
-            "the mirror may hold another version"
+        raise _NextMirror(
+            f"sent {size} bytes, {target.size} expected: the file was removed "
+            "(the mirror may hold another version)"
         )
-    digest = file_digest(partial, target.digest)
     if target.digest is not None and digest != target.digest:
         partial.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{url} sent a file with {digest}, {target.digest} expected: the file was "
-            "removed and nothing was cached; the mirror may be corrupt or hold another version"
+        raise _NextMirror(
+            f"sent a file with {digest}, {target.digest} expected: the file was removed "
+            "and nothing was cached (the mirror may be corrupt or hold another version)"
         )
     os.replace(partial, target.dest)
     return digest

@@ -86,6 +86,26 @@ def test_mirrors_are_tried_in_order(http_server, tmp_path):
     assert fetch(Target([dead, good], tmp_path / "w.bin", SHA256)) == SHA256
 
 
+@pytest.mark.parametrize("wrong", [PAYLOAD[:-1] + b"?", PAYLOAD[:1000]], ids=["hash", "size"])
+def test_a_mirror_with_another_file_is_skipped_for_the_next(http_server, tmp_path, wrong):
+    other = http_server.add("/other.bin", wrong)
+    good = http_server.add("/w.bin", PAYLOAD)
+    target = Target([other, good], tmp_path / "w.bin", SHA256, len(PAYLOAD))
+    assert fetch(target) == SHA256
+    assert (tmp_path / "w.bin").read_bytes() == PAYLOAD
+    assert _leftovers(tmp_path) == ["w.bin"]
+
+
+def test_the_hash_is_taken_while_streaming_not_by_reading_the_file_again(
+    http_server, tmp_path, monkeypatch
+):
+    url = http_server.add("/w.bin", PAYLOAD, "drop-once")  # resumed: kept bytes hashed first
+    reads = []
+    monkeypatch.setattr(download, "file_digest", lambda *args: reads.append(args) or "")
+    assert fetch(Target([url], tmp_path / "w.bin", SHA256, len(PAYLOAD))) == SHA256
+    assert reads == []
+
+
 def test_google_drive_confirmation_page_is_followed(http_server, tmp_path):
     url = http_server.add("/uc", PAYLOAD, "html-confirm")
     assert fetch(Target([url + "?export=download&id=X"], tmp_path / "w.bin", SHA256)) == SHA256
