@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,32 @@ def test_shipped_manifest_entries_are_complete_and_name_registered_models():
     assert shipped <= {e.file for e in entries.values()}  # every shipped file has an entry
     official = entries["fpn_inception"]
     assert official.size == 244_480_361 and official.digest.startswith("sha256:0ab85a04")
+
+
+def test_official_files_have_mirrors_beyond_google_drive():
+    for name in ("fpn_mobilenet", "fpn_inception"):
+        urls = hub.manifest()[name].urls
+        assert len(urls) >= 2 and all(url.startswith("https://") for url in urls)
+        assert any("drive.google.com" not in url for url in urls)
+
+
+def test_mirrors_fall_back_past_a_404_a_web_page_and_a_wrong_file(
+    http_server, served, weights_bytes, monkeypatch
+):
+    dead = http_server.add("/gone", b"", 404)
+    page = http_server.add("/page", b"<html>quota exceeded</html>", "html")
+    wrong = http_server.add("/wrong", weights_bytes[::-1])
+    good = served.urls[0]
+    entry = replace(served, urls=(dead, page, wrong, good))
+    monkeypatch.setattr(hub, "manifest", lambda: {entry.name: entry})
+    path = hub.resolve_weights(entry.name)
+    assert path.read_bytes() == weights_bytes
+    hub.location(entry).unlink()
+    failing = replace(entry, urls=(dead, page, wrong))
+    monkeypatch.setattr(hub, "manifest", lambda: {failing.name: failing})
+    with pytest.raises(DownloadError) as error:
+        hub.resolve_weights(failing.name)
+    assert all(url in str(error.value) for url in (dead, page, wrong))
 
 
 def test_the_wheel_packages_every_subpackage_and_the_weights_folder():
