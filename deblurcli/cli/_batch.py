@@ -24,6 +24,7 @@ from deblurcli.cli._console import (
 from deblurcli.errors import UsageError, WeightsError
 
 if TYPE_CHECKING:
+    from deblurcli.io.discovery import Shard
     from deblurcli.pipelines.restore import Restorer
 
 
@@ -102,8 +103,10 @@ def run_images(
     as_json: bool,
     verbose: bool,
     header: str,
+    shard: Shard | None = None,
 ) -> None:
-    """Discover inputs, run the batch with a progress bar, report, and exit with the right code.
+    """Discover inputs (only ``shard``'s part of them, when given), run the batch with a
+    progress bar, report, and exit with the right code.
 
     Raises:
         typer.Exit: 0 when nothing failed, 1 when some inputs failed, 130 on Ctrl-C.
@@ -124,6 +127,10 @@ def run_images(
                 inside[0],
             )
         raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP)")
+    found = len(items)
+    if shard is not None:
+        items = [item for item in items if shard.holds(item.relative)]
+        header += f", shard {shard}: {len(items)} of {found} inputs"
     err.print(header, highlight=False, soft_wrap=True)
     sizes = {item.source: peek_megapixels(item.source) for item in items if item.error is None}
     options = BatchOptions(fmt, quality, overwrite, side_by_side)
@@ -177,11 +184,13 @@ def run_images(
         )
         raise typer.Exit(130) from None
     wall = time.perf_counter() - started
-    _report(results, wall, out, as_json)
+    _report(results, wall, out, as_json, shard, found)
     raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
 
 
-def _report(results: Sequence, wall: float, console, as_json: bool) -> None:
+def _report(
+    results: Sequence, wall: float, console, as_json: bool, shard: Shard | None, found: int
+) -> None:
     ok = [r for r in results if r.status == "ok"]
     megapixels = sum(r.megapixels for r in ok)
     failed = [r for r in results if r.status == "failed"]
@@ -193,6 +202,8 @@ def _report(results: Sequence, wall: float, console, as_json: bool) -> None:
         ("seconds", f"{wall:.1f}"),
         ("MP/s", f"{megapixels / wall:.2f}" if wall > 0 and ok else "-"),
     ]
+    if shard is not None:
+        rows.append(("shard", f"{shard}: {len(results)} of {found} inputs"))
     summary_table("Summary", rows, console)
     if failed:
         console.print("[red]Failed inputs:[/]", highlight=False, soft_wrap=True)
@@ -208,6 +219,8 @@ def _report(results: Sequence, wall: float, console, as_json: bool) -> None:
                 "megapixels": round(megapixels, 4),
                 "seconds": round(wall, 4),
                 "megapixels_per_second": round(megapixels / wall, 4) if wall > 0 else None,
+                "shard": None if shard is None else str(shard),
+                "inputs_found": found,
             },
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from deblurcli.errors import UsageError
+
+if TYPE_CHECKING:
+    from deblurcli.io.discovery import Shard as BatchShard
 
 IO_PANEL = "Inputs and outputs"
 RUN_PANEL = "Device and speed"
@@ -66,6 +71,16 @@ SideBySide = Annotated[
         rich_help_panel=IO_PANEL,
     ),
 ]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Process only part K of N, split by relative path: machines running 1/N to N/N "
+        "over the same inputs do every file exactly once.",
+        rich_help_panel=IO_PANEL,
+    ),
+]
 Json = Annotated[
     bool,
     typer.Option(
@@ -119,3 +134,19 @@ Precision = Annotated[
 ]
 
 FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp")
+
+
+def parse_shard(text: str | None) -> BatchShard | None:
+    """``--shard K/N`` as a :class:`~deblurcli.io.discovery.Shard` (None: the whole batch).
+
+    Raises:
+        UsageError: not K/N with 1 <= K <= N.
+    """
+    from deblurcli.io.discovery import Shard as BatchShard
+
+    if text is None:
+        return None
+    try:
+        return BatchShard.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

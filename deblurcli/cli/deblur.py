@@ -54,6 +54,7 @@ def deblur(
     overwrite: opt.Overwrite = False,
     side_by_side: opt.SideBySide = False,
     as_json: opt.Json = False,
+    shard: opt.Shard = None,
 ) -> None:
     """Remove camera-shake and motion blur from photographs.
 
@@ -61,6 +62,7 @@ def deblur(
     """
     if fmt not in opt.FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
+    part = opt.parse_shard(shard)
     if backbone is not None and backbone not in BACKBONES:
         raise UsageError(f"unknown --backbone {backbone!r}: use one of {', '.join(BACKBONES)}")
     check_writable_folder(output)
@@ -87,6 +89,7 @@ def deblur(
         overwrite=overwrite,
         side_by_side=side_by_side,
         as_json=as_json,
+        shard=part,
         verbose=ctx.obj.verbose,
         header=header,
     )

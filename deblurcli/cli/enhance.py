@@ -61,6 +61,7 @@ def enhance(
     overwrite: opt.Overwrite = False,
     side_by_side: opt.SideBySide = False,
     as_json: opt.Json = False,
+    shard: opt.Shard = None,
 ) -> None:
     """Improve exposure, contrast and colour of photographs, at full resolution.
 
@@ -68,6 +69,7 @@ def enhance(
     """
     if fmt not in opt.FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
+    part = opt.parse_shard(shard)
     check_writable_folder(output)
     if model is not None:
         from deblurcli.models import get_spec, list_models
@@ -100,6 +102,7 @@ def enhance(
         overwrite=overwrite,
         side_by_side=side_by_side,
         as_json=as_json,
+        shard=part,
         verbose=ctx.obj.verbose,
         header=f"{header}, strength {strength:g}",
     )

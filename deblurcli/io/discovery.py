@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,42 @@ class WorkItem:
     relative: Path
     output: Path | None = None
     error: DeblurError | None = None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (1-based) of ``count`` of a batch, split by relative path.
+
+    Membership hashes each input's path below its folder or glob root (SHA-256,
+    so it is the same on every machine and Python), which gives every machine
+    that runs ``1/N`` to ``N/N`` over the same inputs every file exactly once.
+    """
+
+    index: int
+    count: int
+
+    @staticmethod
+    def parse(text: str) -> Shard:
+        """``"K/N"`` with 1 <= K <= N.
+
+        Raises:
+            ValueError: anything else, with a message for the user.
+        """
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard takes K/N, such as 2/8, not {text!r}") from None
+        if not 1 <= index <= count:
+            raise ValueError(f"--shard {text}: K must be between 1 and N")
+        return Shard(index, count)
+
+    def holds(self, relative: Path) -> bool:
+        """Whether the input at ``relative`` (below its folder or glob root) is in this shard."""
+        digest = hashlib.sha256(relative.as_posix().encode()).digest()
+        return int.from_bytes(digest[:8], "little") % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 def output_format(source: Path, fmt: str) -> str:

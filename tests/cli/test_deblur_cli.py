@@ -317,3 +317,25 @@ def test_backbone_choices_are_the_registered_deblur_models():
     from deblurcli.models import list_models
 
     assert sorted(BACKBONES) == list_models("deblur")
+
+
+def test_four_shard_processes_do_every_file_exactly_once(tmp_path, photos, eval_weights):
+    folder = tmp_path / "in"
+    for i in range(16):
+        (folder / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        with Image.open(photos[i % len(photos)]) as photo:
+            photo.convert("RGB").resize((64, 48)).save(folder / f"d{i % 3}" / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "deblurcli", "deblur", str(folder), "-o", str(out), "-r"]
+    command += ["-w", str(eval_weights), "--json", "--shard"]
+    runs = [
+        subprocess.Popen([*command, f"{k}/4"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for k in range(1, 5)
+    ]
+    documents = [json.loads(run.communicate(timeout=300)[0]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    done = [result["input"] for document in documents for result in document["results"]]
+    assert sorted(done) == sorted(str(p) for p in folder.rglob("*.png"))  # each exactly once
+    assert all(document["summary"]["inputs_found"] == 16 for document in documents)
+    assert len(list(out.rglob("*.png"))) == 16
+    assert sum(bool(document["results"]) for document in documents) >= 2  # really split

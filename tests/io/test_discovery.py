@@ -136,3 +136,20 @@ def test_one_listing_rule_for_deblur_score_and_train(tmp_path):
     assert [item.source for item in items] == wanted
     assert list(_image_files(tmp_path).values()) == wanted
     assert find_data(tmp_path).sharp_only == wanted
+
+
+@pytest.mark.parametrize("count", [1, 3, 8])
+def test_shards_split_paths_once_each_and_stably(count):
+    paths = [Path(f"day{i % 4}/IMG_{i:04d}.jpg") for i in range(200)]
+    owners = [[k for k in range(1, count + 1) if discovery.Shard(k, count).holds(p)] for p in paths]
+    assert all(len(owner) == 1 for owner in owners)
+    sizes = [sum(owner == [k] for owner in owners) for k in range(1, count + 1)]
+    assert min(sizes) > 200 / count / 2  # roughly even
+    # SHA-256 of the POSIX path, pinned: the same split on every machine and Python.
+    assert discovery.Shard(1, 8).holds(Path("day1/IMG_0001.jpg"))
+
+
+@pytest.mark.parametrize("text", ["3", "0/4", "5/4", "a/b", "1/2/3"])
+def test_bad_shards_are_refused_with_the_form_to_use(text):
+    with pytest.raises(ValueError, match="--shard"):
+        discovery.Shard.parse(text)
