@@ -41,12 +41,10 @@ def load_photos(count: int, size: int) -> list[np.ndarray]:
 
 
 def restorer_for(weights: str, dtype: torch.dtype):
-    from deblurcli.hub import resolve_weights
-    from deblurcli.models._builder import load_model
     from deblurcli.pipelines.restore import Restorer
 
-    model, info = load_model(resolve_weights(weights))
-    return Restorer(model, info.architecture, info, torch.device("cpu"), dtype)
+    precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
+    return Restorer.from_weights(weights, device="cpu", precision=precision)
 
 
 def compare(weights: str, photos: list[np.ndarray]) -> dict:

@@ -165,14 +165,9 @@ def hyper_laplacian(pair: dict) -> np.ndarray:
 
 
 def model_method(weights: str):
-    from deblurcli.device import resolve_device
-    from deblurcli.hub import resolve_weights
-    from deblurcli.models._builder import load_model
     from deblurcli.pipelines.restore import Restorer
 
-    model, info = load_model(resolve_weights(weights))
-    device = resolve_device("auto")
-    restorer = Restorer(model, info.architecture, info, device, torch.float32, 0, 64)
+    restorer = Restorer.from_weights(weights, task="deblur", precision="fp32")
     return lambda pair: restorer.restore_array(pair["blurred"])[0]
 
 

@@ -21,7 +21,7 @@ from deblurcli.cli._console import (
     stdout_console,
     summary_table,
 )
-from deblurcli.errors import UsageError, WeightsError
+from deblurcli.errors import UsageError
 
 if TYPE_CHECKING:
     from deblurcli.io.discovery import Shard
@@ -49,14 +49,10 @@ def load_restorer(
         WeightsError: no default weights, or weights made for another task.
         DownloadError, DeviceError: as their names say.
     """
-    from deblurcli.device import resolve_device, resolve_precision
-    from deblurcli.hub import no_default_weights, resolve_weights
+    from deblurcli.hub import no_default_weights
     from deblurcli.models import get_spec
-    from deblurcli.models._builder import load_model
     from deblurcli.pipelines.restore import Restorer
 
-    torch_device = resolve_device(device)
-    resolve_precision(precision, torch_device)  # a bad name fails before any download
     if weights is None:
         name = architecture or default_architecture
         weights = get_spec(name).default_weights
@@ -64,17 +60,18 @@ def load_restorer(
             raise no_default_weights(name)
     progress, on_bytes = download_progress(stderr_console(), f"weights {weights}")
     with progress:
-        weights_path = resolve_weights(weights, on_bytes)
-    model, info = load_model(weights_path, architecture=architecture)
-    spec = get_spec(info.architecture)
-    dtype = resolve_precision(precision, torch_device, reduced_ok=spec.bf16_safe)
-    found = spec.task
-    if found != task:
-        command = "deblur deblur" if found == "deblur" else "deblur enhance"
-        raise WeightsError(f"holds {found} weights ({info.architecture}): use {command}", info.path)
-    restorer = Restorer(
-        model, info.architecture, info, torch_device, dtype, tile, overlap, strength
-    )
+        restorer = Restorer.from_weights(
+            weights,
+            task=task,
+            architecture=architecture,
+            device=device,
+            precision=precision,
+            tile=tile,
+            overlap=overlap,
+            strength=strength,
+            on_bytes=on_bytes,
+        )
+    info, model = restorer.info, restorer.model
     if info.official:
         semantics = "official semantics: per-image normalisation, whole-image runs"
     elif not model.local:
@@ -83,7 +80,7 @@ def load_restorer(
         semantics = "eval-mode normalisation, tiled"
     header = (
         f"[bold]{info.architecture}[/] from {escape(info.path.name)} ({semantics}) on "
-        f"{torch_device} in {str(dtype).removeprefix('torch.')}"
+        f"{restorer.device} in {str(restorer.dtype).removeprefix('torch.')}"
     )
     return restorer, header
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from deblurcli.device import free_memory_bytes
+from deblurcli.device import free_memory_bytes, resolve_device, resolve_precision
+from deblurcli.download import Progress
+from deblurcli.errors import WeightsError
+from deblurcli.hub import resolve_weights
 from deblurcli.models import get_spec
-from deblurcli.models._builder import WeightsInfo
+from deblurcli.models._builder import WeightsInfo, load_model
 from deblurcli.models.layers import GlobalContextGenerator, PaddedGenerator, fold_batch_norms
 from deblurcli.ops.color import pixels_to_tensor, rgb_to_gray, tensor_to_pixels
 from deblurcli.ops.tiling import auto_tile_size, tiled_forward_with_backoff
@@ -108,6 +112,7 @@ class Restorer:
         # products drop to ``dtype``. Devices without autocast cast the model.
         self.autocast = dtype != torch.float32 and device.type in _AUTOCAST_DEVICES
         self.model = prepare_for_inference(model, device, torch.float32 if self.autocast else dtype)
+        self.architecture = architecture
         self.strength = strength
         self.channels_last = _uses_channels_last(model, device)
         self.info = info
@@ -119,6 +124,53 @@ class Restorer:
         self.bytes_per_pixel = get_spec(architecture).memory_per_pixel
         if dtype != torch.float32:
             self.bytes_per_pixel /= 2
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | Path,
+        *,
+        task: str | None = None,
+        architecture: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: int = 0,
+        overlap: int = 64,
+        strength: float = 1.0,
+        on_bytes: Progress | None = None,
+    ) -> Restorer:
+        """The one way from weights to a ready restorer: name, file or URL -> load -> check.
+
+        Args:
+            weights: a manifest name (``deblurcli-deconv``, ``fpn_inception``...), a
+                weights file, or an https URL (downloaded once into the cache).
+            task: ``deblur`` or ``enhance`` to refuse weights made for the other task.
+            architecture: the registry name, when the file does not say it.
+            device, precision: as ``--device`` and ``--precision`` take them; ``auto``
+                precision keeps fp32 for models not marked ``bf16_safe``.
+            tile, overlap, strength: see the class.
+            on_bytes: download progress callback ``(bytes so far, total or None)``.
+
+        Raises:
+            WeightsError: unknown weights, or weights for the other ``task``.
+            DownloadError, DeviceError: as their names say.
+
+        Example:
+            >>> restorer = Restorer.from_weights("deblurcli-mobilenet-dsc", device="cpu")
+            >>> restorer.architecture
+            'mobilenet-dsc'
+        """
+        torch_device = resolve_device(device)
+        resolve_precision(precision, torch_device)  # a bad name fails before any download
+        model, info = load_model(resolve_weights(str(weights), on_bytes), architecture)
+        spec = get_spec(info.architecture)
+        if task is not None and spec.task != task:
+            command = "deblur deblur" if spec.task == "deblur" else "deblur enhance"
+            raise WeightsError(
+                f"holds {spec.task} weights ({info.architecture}): use {command}", info.path
+            )
+        dtype = resolve_precision(precision, torch_device, reduced_ok=spec.bf16_safe)
+        return cls(model, info.architecture, info, torch_device, dtype, tile, overlap, strength)
 
     @property
     def tiles_exactly(self) -> bool:

@@ -8,10 +8,8 @@ import torch
 from PIL import Image
 
 from deblurcli import device as device_module
-from deblurcli import hub
 from deblurcli.metrics import psnr
 from deblurcli.models import get_spec, list_models
-from deblurcli.models._builder import load_model
 from deblurcli.models.layers import PaddedGenerator, Padding
 from deblurcli.pipelines.restore import Restorer
 
@@ -33,9 +31,10 @@ def test_only_models_measured_within_the_bound_are_marked_bf16_safe():
     assert {name for name in list_models() if get_spec(name).bf16_safe} == {"dpe"}
 
 
-def _restore(weights: str, pixels: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-    model, info = load_model(hub.location(hub.manifest()[weights]))
-    return Restorer(model, info.architecture, info, CPU, dtype).restore_array(pixels)[0]
+def _restore(weights: str, pixels: np.ndarray, precision: str) -> np.ndarray:
+    return Restorer.from_weights(weights, device="cpu", precision=precision).restore_array(pixels)[
+        0
+    ]
 
 
 @pytest.mark.parametrize(
@@ -46,8 +45,8 @@ def test_bf16_safe_models_stay_within_50_db_and_2_levels_of_fp32(name, photos):
     for path in photos[:2]:
         with Image.open(path) as image:
             pixels = np.array(image.convert("RGB"))
-        exact = torch.from_numpy(_restore(weights, pixels, torch.float32)).float()
-        fast = torch.from_numpy(_restore(weights, pixels, torch.bfloat16)).float()
+        exact = torch.from_numpy(_restore(weights, pixels, "fp32")).float()
+        fast = torch.from_numpy(_restore(weights, pixels, "bf16")).float()
         apart = float(psnr(exact.permute(2, 0, 1)[None], fast.permute(2, 0, 1)[None], 255))
         levels = float((exact - fast).abs().max())
         assert apart >= 50 and levels <= 2, (path.name, apart, levels)
@@ -74,3 +73,12 @@ def test_a_non_finite_reduced_precision_tile_is_rerun_in_fp32_with_a_note():
     rerun, report = restorer.restore_array(pixels)
     np.testing.assert_array_equal(rerun, exact)
     assert any("rerun in fp32" in note for note in report.notes)
+
+
+def test_from_weights_loads_a_shipped_name_and_refuses_the_other_task():
+    from deblurcli.errors import WeightsError
+
+    restorer = Restorer.from_weights("deblurcli-curves", task="enhance", device="cpu")
+    assert restorer.architecture == "curves" and restorer.dtype == torch.float32
+    with pytest.raises(WeightsError, match="use deblur enhance"):
+        Restorer.from_weights("deblurcli-curves", task="deblur", device="cpu")
