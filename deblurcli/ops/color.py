@@ -77,9 +77,14 @@ def pixels_to_linear(pixels: np.ndarray) -> torch.Tensor:
 
 
 def pixels_to_tensor(pixels: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(H, W, C) uint8/uint16 pixels -> (C, H, W) floats in [0, 1]."""
+    """(H, W, C) uint8/uint16 pixels -> (C, H, W) floats in [0, 1].
+
+    Read-only arrays (``np.asarray`` of a PIL image) are fine: they are
+    copied rather than shared with torch, which warns about them.
+    """
     scale = 1.0 / integer_max(pixels.dtype)
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).to(dtype) * scale
+    pixels = np.require(pixels, requirements=("C_CONTIGUOUS", "WRITEABLE"))
+    return torch.from_numpy(pixels).permute(2, 0, 1).to(dtype) * scale
 
 
 def tensor_to_pixels(image: torch.Tensor, pixel_dtype: np.dtype | type) -> np.ndarray:

@@ -46,3 +46,11 @@ def test_gray_uses_bt601_weights():
     image[1] = 1.0
     assert float(rgb_to_gray(image)) == pytest.approx(0.587)
     assert rgb_to_gray(torch.ones(2, 3, 4, 5)).shape == (2, 1, 4, 5)
+
+
+def test_read_only_pixels_convert_without_a_warning(recwarn):
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    pixels.flags.writeable = False  # as np.asarray(PIL image) gives
+    tensor = pixels_to_tensor(pixels)
+    assert float(tensor[2, 1, 2]) == pytest.approx(pixels[1, 2, 2] / 255)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
