@@ -123,7 +123,7 @@ def run_images(
                 "choose another --output",
                 inside[0],
             )
-        raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP)")
+        raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP, HEIC, AVIF)")
     found = len(items)
     if shard is not None:
         items = [item for item in items if shard.holds(item.relative)]

@@ -41,7 +41,7 @@ Format = Annotated[
     str,
     typer.Option(
         "--format",
-        help="Output format: keep, png, jpg, webp, tiff or bmp.",
+        help="Output format: keep, png, jpg, webp, tiff, bmp, heic or avif.",
         rich_help_panel=IO_PANEL,
     ),
 ]
@@ -133,7 +133,7 @@ Precision = Annotated[
     ),
 ]
 
-FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp")
+FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp", "heic", "avif")
 
 
 def parse_shard(text: str | None) -> BatchShard | None:

@@ -202,7 +202,7 @@ def synth_blur(
     for _, message in input_errors:
         error_line(err, message)
     if not sources:
-        raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP)")
+        raise UsageError("no images found in the inputs (JPEG, PNG, WebP, TIFF, BMP, HEIC, AVIF)")
     mode = "append" if append else "overwrite" if overwrite else "new"
     progress = count_progress(err, "pairs")
     task = progress.add_task("synth-blur", total=len(sources) * per_image, rate="")

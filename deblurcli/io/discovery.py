@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deblurcli.errors import DeblurError, InputImageError
-from deblurcli.io.images import FORMAT_SUFFIX, SUPPORTED_SUFFIXES
+from deblurcli.io.images import FALLBACK_FORMAT, FORMAT_SUFFIX, SUPPORTED_SUFFIXES, can_write
 
 _GLOB_CHARS = set("*?[")
 # Files that sit beside photos and are plainly not photos (notes, metadata, sidecars):
@@ -21,7 +21,7 @@ NOT_PHOTO_SUFFIXES = frozenset(
     {".md", ".txt", ".json", ".jsonl", ".csv", ".tsv", ".yaml", ".yml", ".toml", ".xml",
      ".html", ".htm", ".log", ".xmp", ".pp3", ".dop", ".thm", ".db", ".ini"}
 )  # fmt: skip
-NOT_AN_IMAGE = "not an image (JPEG, PNG, WebP, TIFF, BMP)"
+NOT_AN_IMAGE = "not an image (JPEG, PNG, WebP, TIFF, BMP, HEIC, AVIF)"
 _LINK_PROBLEMS = {
     errno.ELOOP: "symbolic link loop (it leads back to itself): fix or remove the link",
     errno.ENOENT: "broken symbolic link (its target is gone)",
@@ -81,20 +81,31 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def source_format(path: Path) -> str:
+    """The format a file's extension names: ``.jpeg`` -> ``jpg``, ``.heif`` -> ``heic``."""
+    suffix = path.suffix.lower()
+    aliases = {".jpeg": "jpg", ".tif": "tiff", ".heif": "heic"}
+    return aliases.get(suffix, suffix.lstrip(".") or FALLBACK_FORMAT)
+
+
 def output_format(source: Path, fmt: str) -> str:
-    """The format to write: ``fmt``, or for ``keep`` the one the source's extension names."""
+    """The format to write: ``fmt``, or for ``keep`` the source's own format when this
+    machine can encode it (HEIC and AVIF may not), else ``FALLBACK_FORMAT`` (PNG)."""
     if fmt != "keep":
         return fmt
-    suffix = source.suffix.lower()
-    return {".jpeg": "jpg", ".tif": "tiff"}.get(suffix, suffix.lstrip(".") or "png")
+    kept = source_format(source)
+    return kept if can_write(kept) else FALLBACK_FORMAT
 
 
 def output_path(out_dir: Path, relative: Path, fmt: str, suffix: str) -> Path:
     """``out_dir/relative`` with ``suffix`` added to the stem and the extension of ``fmt``.
 
-    ``keep`` keeps the source extension as written (``.JPEG`` stays ``.JPEG``).
+    ``keep`` keeps the source extension as written (``.JPEG`` stays ``.JPEG``), unless
+    the format falls back (see :func:`output_format`).
     """
-    extension = relative.suffix if fmt == "keep" else FORMAT_SUFFIX[fmt]
+    written = output_format(relative, fmt)
+    keeps = fmt == "keep" and written == source_format(relative)
+    extension = relative.suffix if keeps else FORMAT_SUFFIX[written]
     return out_dir / relative.parent / f"{relative.stem}{suffix}{extension}"
 
 

@@ -22,9 +22,22 @@ from PIL import Image, UnidentifiedImageError
 from deblurcli.errors import InputImageError, OutputError
 from deblurcli.io.output import atomic_path
 
-SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
-FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
-_PIL_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff", "BMP": "bmp"}
+SUPPORTED_SUFFIXES = (
+    ".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"
+)  # fmt: skip
+FORMAT_SUFFIX = {
+    "jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp",
+    "heic": ".heic", "avif": ".avif",
+}  # fmt: skip
+_PIL_FORMAT = {
+    "JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff", "BMP": "bmp",
+    "HEIF": "heic", "AVIF": "avif",
+}  # fmt: skip
+# Phone formats: decoded by Pillow (AVIF built in) and pillow-heif (HEIC), not OpenCV.
+_PILLOW_DECODED = ("heic", "avif")
+_FORMAT_NAMES = "JPEG, PNG, WebP, TIFF, BMP, HEIC, AVIF"
+# What ``--format keep`` writes when this machine has no encoder for the input's format.
+FALLBACK_FORMAT = "png"
 MIN_SIDE = 16
 MAX_PIXELS = 250_000_000
 _ORIENTATION_TAG = 0x0112
@@ -102,7 +115,10 @@ def read_image(path: Path) -> Photo:
     fmt = _PIL_FORMAT[header.format]
     if fmt == "jpg" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise InputImageError("is a truncated JPEG (no end-of-image marker): re-copy it", path)
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if fmt in _PILLOW_DECODED:
+        decoded = _decode_phone_format(data, fmt, path)
+    else:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise InputImageError(f"is a damaged or truncated {fmt.upper()} file: re-copy it", path)
     pixels, alpha = _split_channels(
@@ -135,8 +151,46 @@ def read_image(path: Path) -> Photo:
     )
 
 
+def _decode_phone_format(data: bytes, fmt: str, path: Path) -> np.ndarray | None:
+    """HEIC (pillow-heif, 10- and 12-bit kept as 16-bit) or AVIF (Pillow) -> OpenCV's
+    layout: (H, W, 3 or 4) BGR(A), upright as the file's own transforms say (None if damaged).
+    """
+    try:
+        if fmt == "heic":
+            import pillow_heif
+
+            heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+            array = np.asarray(heif)
+        else:
+            with Image.open(io.BytesIO(data)) as image:
+                array = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InputImageError(
+            f"is a damaged {fmt.upper()} file ({exc}): re-copy it", path
+        ) from None
+    order = [2, 1, 0, 3][: array.shape[2]]  # RGB(A) -> BGR(A)
+    return np.ascontiguousarray(array[:, :, order])
+
+
+def can_write(fmt: str) -> bool:
+    """Whether this machine has an encoder for ``fmt`` (HEIC and AVIF depend on the
+    libheif and Pillow builds; the others always)."""
+    if fmt == "heic":
+        try:
+            import pillow_heif
+        except ImportError:
+            return False
+        return bool(pillow_heif.libheif_info().get("HEIF"))
+    if fmt == "avif":
+        from PIL import features
+
+        return bool(features.check("avif"))
+    return True
+
+
 def peek_megapixels(path: Path) -> float:
     """Megapixels from the file header alone (0.0 when unreadable); for progress bars."""
+    _register_heif()
     try:
         with Image.open(path) as header:
             width, height = header.size
@@ -146,6 +200,7 @@ def peek_megapixels(path: Path) -> float:
 
 
 def _open_header(path: Path, data: bytes) -> Image.Image:
+    _register_heif()
     try:
         saved_limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # our own limit (MAX_PIXELS) is checked by the caller
@@ -155,15 +210,30 @@ def _open_header(path: Path, data: bytes) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved_limit
     except UnidentifiedImageError:
         raise InputImageError(
-            "is not an image deblurcli can read (JPEG, PNG, WebP, TIFF, BMP)", path
+            f"is not an image deblurcli can read ({_FORMAT_NAMES})", path
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(f"has a damaged header ({exc})", path) from None
     if header.format not in _PIL_FORMAT:
         raise InputImageError(
-            f"is a {header.format} file; supported formats are JPEG, PNG, WebP, TIFF, BMP", path
+            f"is a {header.format} file; supported formats are {_FORMAT_NAMES}", path
         )
     return header
+
+
+def _register_heif() -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif), once; without pillow-heif they stay unknown."""
+    global _HEIF_REGISTERED
+    if not _HEIF_REGISTERED:
+        _HEIF_REGISTERED = True
+        try:
+            import pillow_heif
+        except ImportError:
+            return
+        pillow_heif.register_heif_opener()
+
+
+_HEIF_REGISTERED = False
 
 
 def _split_channels(decoded: np.ndarray, gray: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -207,7 +277,7 @@ def format_losses(photo: Photo, fmt: str) -> list[str]:
         losses.append(
             f"alpha channel dropped: {fmt.upper()} has none (--format png or tiff keeps it)"
         )
-    if photo.pixels.dtype == np.uint16 and fmt in ("jpg", "webp", "bmp"):
+    if photo.pixels.dtype == np.uint16 and fmt in ("jpg", "webp", "bmp", "heic", "avif"):
         losses.append(
             f"16-bit depth reduced to 8 bits: {fmt.upper()} holds 8 (--format png or tiff keeps 16)"
         )
@@ -244,18 +314,21 @@ def encode_image(photo: Photo, fmt: str, quality: int = 95, fast_png: bool = Fal
     options: dict = {}
     if photo.icc_profile and fmt != "bmp":
         options["icc_profile"] = photo.icc_profile
-    if photo.exif and fmt in ("jpg", "png", "webp", "tiff"):
+    if photo.exif and fmt in ("jpg", "png", "webp", "tiff", "heic", "avif"):
         options["exif"] = photo.exif
     if photo.dpi and fmt in ("jpg", "png", "tiff", "bmp"):
         options["dpi"] = photo.dpi
-    if fmt in ("jpg", "webp"):
+    if fmt in ("jpg", "webp", "heic", "avif"):
         options["quality"] = quality
     if fmt == "jpg":
         options["subsampling"] = 0 if quality >= 90 else 2
     if fmt == "tiff":
         options["compression"] = "tiff_deflate"
     buffer = io.BytesIO()
-    image.save(buffer, format={"jpg": "JPEG", "tiff": "TIFF"}.get(fmt, fmt.upper()), **options)
+    if fmt == "heic":
+        _register_heif()
+    pil_format = {"jpg": "JPEG", "tiff": "TIFF", "heic": "HEIF"}.get(fmt, fmt.upper())
+    image.save(buffer, format=pil_format, **options)
     return buffer.getvalue()
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from deblurcli.errors import DeblurError
 from deblurcli.io import claims
-from deblurcli.io.discovery import WorkItem, output_format
+from deblurcli.io.discovery import WorkItem, output_format, source_format
 from deblurcli.io.images import Photo, format_losses, read_image, write_image
 from deblurcli.pipelines.restore import RestoreReport
 
@@ -143,6 +143,11 @@ def run_batch(
                     result.notes.extend(report.notes)
                     output = _compose(photo, restored, options.side_by_side)
                     fmt = output_format(item.source, options.fmt)
+                    if options.fmt == "keep" and fmt != source_format(item.source):
+                        result.notes.append(
+                            f"no {source_format(item.source).upper()} encoder on this machine: "
+                            f"written as {fmt.upper()}"
+                        )
                     result.notes.extend(format_losses(output, fmt))
                     future = pool.submit(write_image, output, item.output, fmt, options.quality)
                 except DeblurError as exc:

@@ -143,7 +143,7 @@ def pair_files(
     """
     pred_files = _image_files(pred)
     if not pred_files:
-        raise UsageError("holds no images (JPEG, PNG, WebP, TIFF, BMP)", pred)
+        raise UsageError("holds no images (JPEG, PNG, WebP, TIFF, BMP, HEIC, AVIF)", pred)
     if gt is None:
         return Pairing([ScoreRow(rel, path) for rel, path in pred_files.items()])
     gt_files = _image_files(gt)

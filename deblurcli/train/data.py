@@ -68,7 +68,7 @@ def find_data(root: Path) -> Source:
     if not blur_dirs:
         photos = list_images(root)
         if not photos:
-            raise UsageError("holds no images (JPEG, PNG, WebP, TIFF, BMP)", root)
+            raise UsageError("holds no images (JPEG, PNG, WebP, TIFF, BMP, HEIC, AVIF)", root)
         return Source([], photos)
     pairs: list[tuple[Path, Path]] = []
     for blur_dir in blur_dirs:

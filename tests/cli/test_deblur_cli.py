@@ -339,3 +339,28 @@ def test_four_shard_processes_do_every_file_exactly_once(tmp_path, photos, eval_
     assert all(document["summary"]["inputs_found"] == 16 for document in documents)
     assert len(list(out.rglob("*.png"))) == 16
     assert sum(bool(document["results"]) for document in documents) >= 2  # really split
+
+
+def test_a_heic_photo_comes_back_as_heic_or_as_png_with_a_note(
+    monkeypatch, capsys, tmp_path, photos, eval_weights
+):
+    from deblurcli.io import discovery
+    from deblurcli.io.images import _register_heif
+
+    _register_heif()
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    with Image.open(photos[0]) as photo:
+        photo.convert("RGB").resize((96, 64)).save(folder / "IMG_0001.heic", quality=90)
+    code, _, _ = deblur(
+        monkeypatch, capsys, str(folder), "-o", str(tmp_path / "a"), "-w", str(eval_weights)
+    )
+    assert code == 0
+    with Image.open(tmp_path / "a" / "IMG_0001.heic") as result:
+        assert result.format == "HEIF" and result.size == (96, 64)
+    monkeypatch.setattr(discovery, "can_write", lambda fmt: fmt != "heic")
+    code, _, err = deblur(
+        monkeypatch, capsys, str(folder), "-o", str(tmp_path / "b"), "-w", str(eval_weights)
+    )
+    assert code == 0 and (tmp_path / "b" / "IMG_0001.png").is_file()
+    assert "no HEIC encoder on this machine: written as PNG" in err

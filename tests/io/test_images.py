@@ -221,3 +221,57 @@ def test_fast_png_is_lossless_and_keeps_metadata(tmp_path, rng, channels):
         np.testing.assert_array_equal(back.alpha, photo.alpha)
     assert back.icc_profile == ICC
     assert back.dpi == pytest.approx((300.0, 300.0), abs=0.01)
+
+
+def _gradient(height: int = 48, width: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_phone_formats_read_upright_with_exif_and_icc(tmp_path, suffix):
+    from PIL import ImageCms
+
+    from deblurcli.io.images import _register_heif
+
+    _register_heif()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    exif[0x010F] = "PhoneMaker"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / f"shot{suffix}"
+    Image.fromarray(_gradient()).save(path, exif=exif.tobytes(), icc_profile=icc, quality=95)
+    photo = read_image(path)
+    assert photo.format == suffix.lstrip(".")
+    assert photo.pixels.shape == (64, 48, 3)  # upright: width and height swapped
+    upright = np.rot90(_gradient(), -1).astype(int)
+    assert np.abs(photo.pixels.astype(int) - upright).mean() < 3  # lossy, but the same picture
+    assert photo.icc_profile == icc
+    written = Image.Exif()
+    written.load(photo.exif)
+    assert written[0x010F] == "PhoneMaker" and written.get(0x0112, 1) == 1
+
+
+def test_ten_bit_heic_stays_16_bit_in_png(tmp_path):
+    import pillow_heif
+
+    ramp = (np.arange(64 * 48 * 3).reshape(48, 64, 3) * 7 % 1024).astype(np.uint16) << 6
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(64, 48), data=ramp.tobytes())
+    heif.save(tmp_path / "hdr.heic", quality=95)
+    photo = read_image(tmp_path / "hdr.heic")
+    assert photo.pixels.dtype == np.uint16 and photo.pixels.max() > 255
+    write_image(photo, tmp_path / "hdr.png", "png")
+    again = read_image(tmp_path / "hdr.png")
+    assert again.pixels.dtype == np.uint16
+    assert np.array_equal(again.pixels, photo.pixels)
+
+
+def test_keep_writes_heic_and_falls_back_to_png_without_an_encoder(monkeypatch):
+    from deblurcli.io import discovery
+
+    assert discovery.output_format(Path("a.HEIF"), "keep") == "heic"
+    assert discovery.output_path(Path("o"), Path("d/a.heic"), "keep", "") == Path("o/d/a.heic")
+    monkeypatch.setattr(discovery, "can_write", lambda fmt: fmt != "heic")
+    assert discovery.output_format(Path("a.heic"), "keep") == "png"
+    assert discovery.output_path(Path("o"), Path("d/a.heic"), "keep", "_x") == Path("o/d/a_x.png")
+    assert discovery.output_path(Path("o"), Path("d/a.JPEG"), "keep", "") == Path("o/d/a.JPEG")
