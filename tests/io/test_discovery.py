@@ -114,12 +114,12 @@ def test_a_symlink_loop_is_one_warning_and_the_rest_is_processed(tmp_path, recur
 def test_notes_and_sidecars_are_skipped_quietly_other_files_with_a_warning(tmp_path):
     folder = tmp_path / "in"
     _touch(folder / "a.jpg", folder / "README.md", folder / "notes.txt", folder / "a.xmp",
-           folder / "meta.json", folder / ".DS_Store", folder / "clip.heic")  # fmt: skip
+           folder / "meta.json", folder / ".DS_Store", folder / "clip.mov")  # fmt: skip
     skipped = []
     items = discover([str(folder)], tmp_path / "out",
                      on_skip=lambda path, reason: skipped.append((path.name, reason)))  # fmt: skip
     assert [i.source.name for i in items] == ["a.jpg"]
-    assert skipped == [("clip.heic", discovery.NOT_AN_IMAGE)]
+    assert skipped == [("clip.mov", discovery.NOT_AN_IMAGE)]
 
 
 def test_one_listing_rule_for_deblur_score_and_train(tmp_path):
