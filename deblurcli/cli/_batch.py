@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from deblurcli.cli._console import (
+    count_progress,
     download_progress,
     error_line,
     megapixel_progress,
@@ -21,10 +22,11 @@ from deblurcli.cli._console import (
     stdout_console,
     summary_table,
 )
-from deblurcli.errors import UsageError
+from deblurcli.errors import DeblurError, UsageError
 
 if TYPE_CHECKING:
-    from deblurcli.io.discovery import Shard
+    from deblurcli.io.discovery import Shard, WorkItem
+    from deblurcli.pipelines.batch import FileResult
     from deblurcli.pipelines.restore import Restorer
 
 
@@ -101,6 +103,7 @@ def run_images(
     verbose: bool,
     header: str,
     shard: Shard | None = None,
+    video: tuple[str, int] = ("libx264", 17),
 ) -> None:
     """Discover inputs (only ``shard``'s part of them, when given), run the batch with a
     progress bar, report, and exit with the right code.
@@ -110,11 +113,12 @@ def run_images(
     """
     from deblurcli.io.discovery import discover
     from deblurcli.io.images import peek_megapixels
-    from deblurcli.pipelines.batch import BatchOptions, FileResult, run_batch
+    from deblurcli.pipelines.batch import BatchOptions, run_batch
+    from deblurcli.pipelines.video import is_video
 
     err = stderr_console()
     out = err if as_json else stdout_console()
-    items = discover(inputs, out_dir, fmt, suffix, recursive, skipped_file_warner(err))
+    items = discover(inputs, out_dir, fmt, suffix, recursive, skipped_file_warner(err), videos=True)
     if not items:
         inside = [i for i in inputs if Path(i).resolve().is_relative_to(out_dir.resolve())]
         if inside:
@@ -169,9 +173,14 @@ def run_images(
                 soft_wrap=True,
             )
 
+    photos, videos = [], []
+    for item in items:
+        (videos if item.error is None and is_video(item.source) else photos).append(item)
     try:
         with progress:
-            run_batch(items, restorer, options, on_result)  # type: ignore[arg-type]
+            run_batch(photos, restorer, options, on_result)  # type: ignore[arg-type]
+        for item in videos:
+            on_result(_restore_video(item, restorer, overwrite, video, err))
     except KeyboardInterrupt:
         done = sum(r.status == "ok" for r in results)
         error_line(
@@ -183,6 +192,45 @@ def run_images(
     wall = time.perf_counter() - started
     _report(results, wall, out, as_json, shard, found)
     raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
+
+
+def _restore_video(
+    item: WorkItem, restorer: Restorer, overwrite: bool, video: tuple[str, int], console
+) -> FileResult:
+    """One video, frame by frame, with its own progress bar over frames."""
+    from deblurcli.pipelines.batch import FileResult
+    from deblurcli.pipelines.video import count_frames, restore_video
+
+    result = FileResult(str(item.source), str(item.output), "ok")
+    if item.output.exists() and not overwrite:
+        result.status = "skipped"
+        return result
+    progress = count_progress(console, "frames")
+    task = progress.add_task(f"Video {item.source.name}", total=count_frames(item.source), rate="")
+
+    def on_frame(done: int) -> None:
+        elapsed = progress.tasks[0].elapsed or 0.0
+        rate = f"{done / elapsed:.2f} frames/s" if elapsed > 0 else ""
+        progress.update(task, completed=done, rate=rate)
+
+    def restore_frame(pixels):
+        restored, report = restorer.restore_array(pixels)
+        result.notes.extend(note for note in report.notes if note not in result.notes)
+        return restored
+
+    codec, quality = video
+    try:
+        with progress:
+            report = restore_video(
+                item.source, item.output, restore_frame, codec, quality, on_frame
+            )
+    except DeblurError as exc:
+        result.status, result.error = "failed", str(exc)
+        return result
+    result.seconds = report.seconds
+    result.megapixels = report.frames * report.megapixels_per_frame
+    result.notes.extend([f"{report.frames} frames", *report.notes])
+    return result
 
 
 def _report(

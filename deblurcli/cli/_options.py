@@ -81,6 +81,25 @@ Shard = Annotated[
         rich_help_panel=IO_PANEL,
     ),
 ]
+VIDEO_PANEL = "Videos"
+VideoCodec = Annotated[
+    str,
+    typer.Option(
+        "--video-codec",
+        help="Encoder for restored videos (FFmpeg name: libx264, libx265, mpeg4...).",
+        rich_help_panel=VIDEO_PANEL,
+    ),
+]
+VideoQuality = Annotated[
+    int,
+    typer.Option(
+        "--video-quality",
+        min=0,
+        max=51,
+        help="Constant rate factor for x264/x265 (lower is better; 17 is visually lossless).",
+        rich_help_panel=VIDEO_PANEL,
+    ),
+]
 Json = Annotated[
     bool,
     typer.Option(

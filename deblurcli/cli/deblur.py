@@ -55,6 +55,8 @@ def deblur(
     side_by_side: opt.SideBySide = False,
     as_json: opt.Json = False,
     shard: opt.Shard = None,
+    video_codec: opt.VideoCodec = "libx264",
+    video_quality: opt.VideoQuality = 17,
 ) -> None:
     """Remove camera-shake and motion blur from photographs.
 
@@ -90,6 +92,7 @@ def deblur(
         side_by_side=side_by_side,
         as_json=as_json,
         shard=part,
+        video=(video_codec, video_quality),
         verbose=ctx.obj.verbose,
         header=header,
     )

@@ -62,6 +62,8 @@ def enhance(
     side_by_side: opt.SideBySide = False,
     as_json: opt.Json = False,
     shard: opt.Shard = None,
+    video_codec: opt.VideoCodec = "libx264",
+    video_quality: opt.VideoQuality = 17,
 ) -> None:
     """Improve exposure, contrast and colour of photographs, at full resolution.
 
@@ -103,6 +105,7 @@ def enhance(
         side_by_side=side_by_side,
         as_json=as_json,
         shard=part,
+        video=(video_codec, video_quality),
         verbose=ctx.obj.verbose,
         header=f"{header}, strength {strength:g}",
     )

@@ -15,6 +15,8 @@ from deblurcli.errors import DeblurError, InputImageError
 from deblurcli.io.images import FALLBACK_FORMAT, FORMAT_SUFFIX, SUPPORTED_SUFFIXES, can_write
 
 _GLOB_CHARS = set("*?[")
+# Videos, which deblur and enhance restore frame by frame (deblurcli.pipelines.video).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 # Files that sit beside photos and are plainly not photos (notes, metadata, sidecars):
 # folders skip them without a word.
 NOT_PHOTO_SUFFIXES = frozenset(
@@ -103,6 +105,8 @@ def output_path(out_dir: Path, relative: Path, fmt: str, suffix: str) -> Path:
     ``keep`` keeps the source extension as written (``.JPEG`` stays ``.JPEG``), unless
     the format falls back (see :func:`output_format`).
     """
+    if relative.suffix.lower() in VIDEO_SUFFIXES:  # a video stays in its container
+        return out_dir / relative.parent / f"{relative.stem}{suffix}{relative.suffix}"
     written = output_format(relative, fmt)
     keeps = fmt == "keep" and written == source_format(relative)
     extension = relative.suffix if keeps else FORMAT_SUFFIX[written]
@@ -116,6 +120,7 @@ def discover(
     suffix: str = "",
     recursive: bool = False,
     on_skip: Callable[[Path, str], None] | None = None,
+    videos: bool = False,
 ) -> list[WorkItem]:
     """Expand command-line inputs into work items, in a stable order.
 
@@ -127,8 +132,11 @@ def discover(
     ``out_dir`` are never taken as inputs. Files in folders that are not
     images by their extension, and symbolic-link loops, are passed to
     ``on_skip`` with the reason; hidden files and plain non-photos (notes,
-    metadata, sidecars: ``NOT_PHOTO_SUFFIXES``) are ignored silently.
+    metadata, sidecars: ``NOT_PHOTO_SUFFIXES``) are ignored silently. With
+    ``videos``, folders also yield videos (``VIDEO_SUFFIXES``), whose outputs
+    keep their container whatever ``fmt`` says.
     """
+    suffixes = SUPPORTED_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
     items: list[WorkItem] = []
     seen_sources: set[Path] = set()
     seen_outputs: dict[Path, Path] = {}
@@ -139,7 +147,7 @@ def discover(
             on_skip(path, reason)
 
     for raw in inputs:
-        for source, relative, error in _expand(raw, recursive, skip):
+        for source, relative, error in _expand(raw, recursive, skip, suffixes):
             if error is not None:
                 items.append(WorkItem(source, relative, None, error))
                 continue
@@ -171,7 +179,9 @@ def list_images(folder: Path) -> list[Path]:
         InputImageError: ``folder`` or a folder below it cannot be listed.
     """
     found = []
-    for source, _, error in _walk_folder(folder, True, lambda path, reason: None):
+    for source, _, error in _walk_folder(
+        folder, True, lambda path, reason: None, SUPPORTED_SUFFIXES
+    ):
         if error is not None:
             raise error
         found.append(source)
@@ -179,7 +189,10 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _expand(
-    raw: str, recursive: bool, on_skip: Callable[[Path, str], None]
+    raw: str,
+    recursive: bool,
+    on_skip: Callable[[Path, str], None],
+    suffixes: tuple[str, ...],
 ) -> Iterator[tuple[Path, Path, DeblurError | None]]:
     path = Path(raw)
     if _GLOB_CHARS & set(raw) and not path.exists():
@@ -191,7 +204,7 @@ def _expand(
         for file in files:
             yield file, file.relative_to(root) if _is_within(file, root) else Path(file.name), None
     elif path.is_dir():
-        yield from _walk_folder(path, recursive, on_skip)
+        yield from _walk_folder(path, recursive, on_skip, suffixes)
     elif path.exists():
         yield path, Path(path.name), None
     else:
@@ -199,7 +212,10 @@ def _expand(
 
 
 def _walk_folder(
-    folder: Path, recursive: bool, on_skip: Callable[[Path, str], None]
+    folder: Path,
+    recursive: bool,
+    on_skip: Callable[[Path, str], None],
+    suffixes: tuple[str, ...],
 ) -> Iterator[tuple[Path, Path, DeblurError | None]]:
     errors: list[OSError] = []
     if recursive:
@@ -223,7 +239,7 @@ def _walk_folder(
                 continue
             if not is_file:
                 continue  # a folder, without --recursive
-            if file.suffix.lower() in SUPPORTED_SUFFIXES:
+            if file.suffix.lower() in suffixes:
                 yield file, file.relative_to(folder), None
             else:
                 on_skip(file, NOT_AN_IMAGE)

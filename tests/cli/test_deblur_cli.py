@@ -364,3 +364,31 @@ def test_a_heic_photo_comes_back_as_heic_or_as_png_with_a_note(
     )
     assert code == 0 and (tmp_path / "b" / "IMG_0001.png").is_file()
     assert "no HEIC encoder on this machine: written as PNG" in err
+
+
+def test_videos_in_a_folder_are_restored_with_their_sound(
+    monkeypatch, capsys, tmp_path, photos, eval_weights
+):
+    from tests.pipelines.test_video import FRAMES, _audio_packets, _frames, make_clip
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "clip.mov")
+    with Image.open(photos[0]) as photo:
+        photo.convert("RGB").resize((96, 64)).save(folder / "still.jpg")
+    out = tmp_path / "out"
+    args = (str(folder), "-o", str(out), "-w", str(eval_weights), "--json", "--format", "png")
+    code, stdout, _ = deblur(monkeypatch, capsys, *args)
+    results = {Path(r["input"]).name: r for r in json.loads(stdout)["results"]}
+    assert code == 0 and results["clip.mov"]["status"] == "ok"
+    assert f"{FRAMES} frames" in results["clip.mov"]["notes"]
+    assert (out / "still.png").is_file() and (out / "clip.mov").is_file()  # a video keeps .mov
+    assert _audio_packets(out / "clip.mov") == _audio_packets(folder / "clip.mov")
+    changes = [
+        np.abs(a.astype(int) - b.astype(int)).mean()
+        for a, b in zip(_frames(folder / "clip.mov"), _frames(out / "clip.mov"), strict=True)
+    ]
+    assert len(changes) == FRAMES and min(changes) > 1  # the network ran on every frame
+    code, stdout, _ = deblur(monkeypatch, capsys, *args)
+    results = {Path(r["input"]).name: r for r in json.loads(stdout)["results"]}
+    assert code == 0 and results["clip.mov"]["status"] == "skipped"
