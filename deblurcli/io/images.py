@@ -298,7 +298,8 @@ def encode_image(photo: Photo, fmt: str, quality: int = 95, fast_png: bool = Fal
             default for 8-bit photos (55 ms against 450 ms at 1280x720) and
             files about the same size; what datasets use.
     """
-    if fmt == "png" and (fast_png or photo.pixels.dtype == np.uint16):
+    gray_alpha = photo.is_gray and photo.alpha is not None  # OpenCV has no 2-channel PNG
+    if fmt == "png" and (photo.pixels.dtype == np.uint16 or (fast_png and not gray_alpha)):
         return _encode_png_opencv(photo, fast_png)
     if photo.pixels.dtype == np.uint16 and fmt == "tiff":
         return _encode_16bit_tiff(photo)
@@ -366,6 +367,8 @@ def _encode_16bit_tiff(photo: Photo) -> bytes:
 def _encode_png_opencv(photo: Photo, fast: bool) -> bytes:
     """PNG through OpenCV (16-bit, or fast 8-bit), metadata chunks added by us."""
     channels = _with_alpha(photo)
+    if channels.shape[2] == 2:  # 16-bit gray with alpha: written as RGBA
+        channels = channels[:, :, [0, 0, 0, 1]]
     cv_order = channels if channels.shape[2] < 3 else _rgb_to_bgr(channels)
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, 2] if fast else []
     ok, png = cv2.imencode(".png", cv_order, params)
