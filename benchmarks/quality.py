@@ -167,7 +167,7 @@ def hyper_laplacian(pair: dict) -> np.ndarray:
 def model_method(weights: str):
     from deblurcli.pipelines.restore import Restorer
 
-    restorer = Restorer.from_weights(weights, task="deblur", precision="fp32")
+    restorer = Restorer.from_weights(weights, precision="fp32")
     return lambda pair: restorer.restore_array(pair["blurred"])[0]
 
 
