@@ -158,6 +158,18 @@ def test_format_suffix_and_side_by_side(monkeypatch, capsys, inputs, tmp_path, e
     assert code == 0
     with Image.open(out_dir / "a_sharp.png") as result:
         assert result.size == (320, 112)
+        pair = np.asarray(result.convert("RGB")).astype(int)
+    with Image.open(inputs / "a.jpg") as source:
+        original = np.asarray(source.convert("RGB")).astype(int)
+    code, _, _ = deblur(
+        monkeypatch, capsys, str(inputs / "a.jpg"), "-o", str(tmp_path / "plain"),
+        "-w", str(eval_weights), "--format", "png",
+    )  # fmt: skip
+    with Image.open(tmp_path / "plain" / "a.png") as plain:
+        restored = np.asarray(plain.convert("RGB")).astype(int)
+    assert np.array_equal(pair[:, :160], original)  # the input on the left, untouched
+    assert np.array_equal(pair[:, 160:], restored)  # the result on the right
+    assert np.abs(restored - original).mean() > 1  # and they differ
 
 
 def test_tiled_run_equals_untiled_run(monkeypatch, capsys, tmp_path, photos, eval_weights):
