@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import cv2
 import numpy as np
@@ -64,8 +65,9 @@ def test_table_lists_unmatched_files_and_bad_pairs_exit_1(monkeypatch, capsys, f
     assert code == 1
     assert "stray.png: result without ground truth" in stderr
     assert "p1.png: ground truth without result" in stderr
-    assert "sizes" in stdout or "40×40" in stdout
-    assert "mean" in stdout and "median" in stdout
+    mismatch = f"{pred / 'p0.png'}: cannot be compared: it is 40×40 px, {gt / 'p0.png'} is 120×80"
+    assert mismatch in stdout + stderr
+    assert re.search(r"p0\.png\s+│ error", stdout)  # the bad pair is a row, not a crash
 
 
 def test_one_folder_gives_a_sharpness_report(monkeypatch, capsys, folders):
