@@ -30,7 +30,7 @@ import time
 from _memory import peak_rss_mb
 
 # Architecture options as our trained weights use them (default: batch norm).
-MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}, "deconv": {}}
+MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}, "deconv": {}, "curves": {}}
 
 
 def run_case(
