@@ -66,6 +66,9 @@ def _rise(length: int) -> torch.Tensor:
     return torch.sin(t * math.pi / 2).pow(2).float()
 
 
+RowSink = Callable[[int, torch.Tensor], None]
+
+
 def tiled_forward(
     fn: TileFn,
     image: torch.Tensor,
@@ -74,40 +77,70 @@ def tiled_forward(
     multiple: int = 1,
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+    sink: RowSink | None = None,
+) -> torch.Tensor | None:
     """Apply a size-preserving ``fn`` to ``image`` tile by tile.
+
+    Tiles are run a row of tiles at a time; once a row is done, the image rows
+    no later tile touches are blended (the weights are separable, so their sum
+    is a product of two 1-D sums) and handed to ``sink``. Only a band of rows
+    is ever held in float32, so the output need not be: with a ``sink`` that
+    quantises each band, peak memory is the stored image and its result plus
+    one band of tiles.
 
     Args:
         fn: maps (1, C, h, w) on ``device`` to (1, C_out, h, w).
-        image: (1, C, H, W) float tensor on the CPU.
+        image: (1, C, H, W) tensor on the CPU, of any dtype ``fn`` accepts after
+            the cast to ``dtype`` (uint8 pixels, say, that ``fn`` scales).
         tile: tile side in pixels; 0 or at least max(H, W) runs the whole image.
         overlap: pixels shared by neighbouring tiles.
         multiple: tile starts are multiples of this (the model's stride multiple).
         device: where ``fn`` runs; defaults to the image's device.
         dtype: dtype of the tiles sent to ``fn``.
+        sink: called with (first row, (1, C_out, rows, W) float32 finished rows), top
+            to bottom; rows may be sent again if the caller retries.
 
     Returns:
-        (1, C_out, H, W) float32 on the CPU.
+        (1, C_out, H, W) float32 on the CPU, or None when ``sink`` takes the rows.
     """
     device = device or image.device
     _, _, height, width = image.shape
     rows = plan_axis(height, tile, overlap, multiple)
     cols = plan_axis(width, tile, overlap, multiple)
+    assembled: list[torch.Tensor] = []
+    if sink is None:
+
+        def sink(top: int, band: torch.Tensor) -> None:
+            assembled.append(band)
+
     if len(rows) == 1 and len(cols) == 1:
-        return fn(image.to(device, dtype)).float().cpu()
+        sink(0, fn(image.to(device, dtype)).float().cpu())
+        return torch.cat(assembled, dim=2) if assembled else None
     row_w, col_w = axis_weights(rows), axis_weights(cols)
-    out: torch.Tensor | None = None
-    total = torch.zeros(height, width)
+    total_y, total_x = torch.zeros(height), torch.zeros(width)
     for (y0, y1), wy in zip(rows, row_w, strict=True):
+        total_y[y0:y1] += wy
+    for (x0, x1), wx in zip(cols, col_w, strict=True):
+        total_x[x0:x1] += wx
+    band: torch.Tensor | None = None  # partial sums of rows [top, top + band height)
+    top = 0
+    for index, ((y0, y1), wy) in enumerate(zip(rows, row_w, strict=True)):
         for (x0, x1), wx in zip(cols, col_w, strict=True):
             result = fn(image[:, :, y0:y1, x0:x1].to(device, dtype)).float().cpu()
-            if out is None:
-                out = torch.zeros(1, result.shape[1], height, width)
+            if band is None:
+                band = torch.zeros(1, result.shape[1], y1 - top, width)
+            elif band.shape[2] < y1 - top:  # the new tile row reaches further down
+                grown = torch.zeros(1, band.shape[1], y1 - top, width)
+                grown[:, :, : band.shape[2]] = band
+                band = grown
             weight = wy[:, None] * wx[None, :]
-            out[:, :, y0:y1, x0:x1].addcmul_(result, weight)
-            total[y0:y1, x0:x1] += weight
-    assert out is not None
-    return out.div_(total)
+            band[:, :, y0 - top : y1 - top, x0:x1].addcmul_(result, weight)
+        assert band is not None
+        done = rows[index + 1][0] if index + 1 < len(rows) else height  # no later tile above
+        finished = band[:, :, : done - top]
+        sink(top, finished.div_(total_y[top:done, None] * total_x[None, :]))
+        band, top = band[:, :, done - top :].clone(), done
+    return torch.cat(assembled, dim=2) if assembled else None
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -130,7 +163,8 @@ def tiled_forward_with_backoff(
     dtype: torch.dtype = torch.float32,
     min_tile: int = 128,
     on_retry: Callable[[int], None] | None = None,
-) -> tuple[torch.Tensor, int]:
+    sink: RowSink | None = None,
+) -> tuple[torch.Tensor | None, int]:
     """:func:`tiled_forward`, halving the tile after each out-of-memory error.
 
     Args:
@@ -138,7 +172,7 @@ def tiled_forward_with_backoff(
         on_retry: called with the new tile size before each retry.
 
     Returns:
-        The output and the tile size that worked (0 = whole image).
+        The output (None with a ``sink``) and the tile size that worked (0 = whole image).
 
     Raises:
         OutOfMemoryError: even ``min_tile`` does not fit.
@@ -146,7 +180,7 @@ def tiled_forward_with_backoff(
     size = tile if tile > 0 else max(image.shape[-2:])
     while True:
         try:
-            output = tiled_forward(fn, image, size, overlap, multiple, device, dtype)
+            output = tiled_forward(fn, image, size, overlap, multiple, device, dtype, sink)
             return output, 0 if size >= max(image.shape[-2:]) else size
         except (RuntimeError, torch.OutOfMemoryError) as exc:
             if not is_out_of_memory(exc):

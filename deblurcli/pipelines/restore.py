@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from deblurcli.hub import resolve_weights
 from deblurcli.models import get_spec
 from deblurcli.models._builder import WeightsInfo, load_model
 from deblurcli.models.layers import GlobalContextGenerator, PaddedGenerator, fold_batch_norms
-from deblurcli.ops.color import pixels_to_tensor, rgb_to_gray, tensor_to_pixels
+from deblurcli.ops.color import integer_max, rgb_to_gray, tensor_to_pixels
 from deblurcli.ops.tiling import auto_tile_size, tiled_forward_with_backoff
 
 # Largest auto tile: past this, bigger tiles only add latency, and on the CPU they
@@ -215,18 +214,67 @@ class Restorer:
     @torch.inference_mode()
     def restore_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, RestoreReport]:
         """Restore (1, 3, H, W) float32 in [0, 1] on the CPU; returns the same shape in [0, 1]."""
+        bands: list[torch.Tensor] = []
+
+        def keep(top: int, band: torch.Tensor) -> None:
+            del bands[_band_index(bands, top) :]  # a retry sends the rows again
+            bands.append(band)
+
+        report = self._restore(image, 1.0, keep)
+        return torch.cat(bands, dim=2), report
+
+    @torch.inference_mode()
+    def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
+        """Restore (H, W, C) uint8/uint16 pixels, C = 1 or 3; returns the same shape and dtype.
+
+        The photo stays in its stored dtype; only tiles become float, and each
+        finished band of rows is quantised straight into the result, so a large
+        photo costs about its own size twice plus one band of tiles (models
+        that read the whole photo first also hold one float copy).
+        """
+        peak = integer_max(pixels.dtype)
+        gray = pixels.shape[2] == 1
+        stored = torch.from_numpy(np.require(pixels, requirements=("C", "W"))).permute(2, 0, 1)
+        stored = stored[None].expand(1, 3, *pixels.shape[:2]) if gray else stored[None]
+        result = np.empty_like(pixels)
+
+        def quantise(top: int, band: torch.Tensor) -> None:
+            rows = slice(top, top + band.shape[2])
+            if gray:
+                band = rgb_to_gray(band)
+            result[rows] = tensor_to_pixels(band[0], pixels.dtype)
+
+        report = self._restore(stored, 1.0 / peak, quantise)
+        notes = self._memory_notes(pixels)
+        return result, RestoreReport(report.tile, (*notes, *report.notes))
+
+    def _restore(
+        self, image: torch.Tensor, scale: float, sink: Callable[[int, torch.Tensor], None]
+    ) -> RestoreReport:
+        """Run (1, 3, H, W) ``image`` (times ``scale``: [0, 1]) through the model tile by
+        tile; finished bands of rows, strength applied and clamped, go to ``sink``."""
         _, _, height, width = image.shape
         tile, notes = self.choose_tile(height, width)
         retries: list[int] = []
         reruns: list[None] = []
         context = None
         if isinstance(self.model, GlobalContextGenerator):
+            whole = image.to(self.device, self.input_dtype) * scale
             with self._precision(reduced=True):
-                context = self.model.global_features(
-                    self._to_model(image.to(self.device, self.input_dtype))
-                )
-        output, used = tiled_forward_with_backoff(
-            partial(self._forward_tile, context=context, on_rerun=reruns.append),
+                context = self.model.global_features(self._to_model(whole))
+            del whole
+
+        def forward(tile_pixels: torch.Tensor) -> torch.Tensor:
+            return self._forward_tile(tile_pixels * scale, context, reruns.append)
+
+        def blend(top: int, band: torch.Tensor) -> None:
+            if self.strength != 1.0:
+                source = image[:, :, top : top + band.shape[2]].float() * scale
+                band = source.add_(band.sub_(source).mul_(self.strength))
+            sink(top, band.clamp_(0.0, 1.0))
+
+        _, used = tiled_forward_with_backoff(
+            forward,
             image,
             tile,
             self.overlap,
@@ -234,6 +282,7 @@ class Restorer:
             self.device,
             self.input_dtype,
             on_retry=retries.append,
+            sink=blend,
         )
         if reruns:
             notes = (*notes, _NON_FINITE_NOTE)
@@ -241,9 +290,20 @@ class Restorer:
             notes = (*notes, f"out of memory: retried with {retries[-1]}px tiles")
             if not self.tiles_exactly and self.tiling_note not in notes:
                 notes = (*notes, self.tiling_note)
-        if self.strength != 1.0:
-            output = image + self.strength * (output - image)
-        return output.clamp_(0.0, 1.0), RestoreReport(used, notes)
+        return RestoreReport(used, notes)
+
+    def _memory_notes(self, pixels: np.ndarray) -> tuple[str, ...]:
+        """A note when the photo's buffers alone come near the free memory."""
+        needed = 2 * pixels.nbytes  # the photo and its result
+        if isinstance(self.model, GlobalContextGenerator):
+            needed += 3 * 4 * pixels.shape[0] * pixels.shape[1]  # one float copy
+        free = free_memory_bytes(torch.device("cpu"))
+        if needed > 0.8 * free:
+            return (
+                f"needed about {needed / 1e9:.1f} GB for the photo's buffers with "
+                f"{free / 1e9:.1f} GB free: close other programs if it fails or swaps",
+            )
+        return ()
 
     def _to_model(self, tile: torch.Tensor) -> torch.Tensor:
         """[0, 1] pixels -> the network's [-1, 1] input, in its memory layout."""
@@ -280,16 +340,6 @@ class Restorer:
                 output = self.model.forward_with_context(self._to_model(tile), context)
         return (output.float() + 1) / 2
 
-    def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
-        """Restore (H, W, C) uint8/uint16 pixels, C = 1 or 3; returns the same shape and dtype."""
-        image = pixels_to_tensor(pixels)[None]
-        if pixels.shape[2] == 1:
-            image = image.expand(1, 3, *pixels.shape[:2])
-        restored, report = self.restore_tensor(image)
-        if pixels.shape[2] == 1:
-            restored = rgb_to_gray(restored)
-        return tensor_to_pixels(restored[0], pixels.dtype), report
-
 
 _PER_IMAGE_TILING_NOTE = (
     "tiled: these weights normalise with per-image statistics, so tiles differ "
@@ -299,3 +349,13 @@ _GLOBAL_TILING_NOTE = (
     "tiled: this model deconvolves the whole photo at once, so tiles differ "
     "slightly from a whole-image run near their seams"
 )
+
+
+def _band_index(bands: list[torch.Tensor], top: int) -> int:
+    """How many of the kept ``bands`` (stacked from row 0) end at or above row ``top``."""
+    rows = 0
+    for index, band in enumerate(bands):
+        if rows >= top:
+            return index
+        rows += band.shape[2]
+    return len(bands)

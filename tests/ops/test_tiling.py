@@ -58,6 +58,43 @@ def test_tiled_forward_of_a_pointwise_function_is_exact():
     torch.testing.assert_close(out, image * 3 - 1, rtol=0, atol=1e-5)
 
 
+def test_a_sink_gets_each_finished_row_once_top_to_bottom_from_stored_pixels():
+    pixels = torch.randint(0, 256, (1, 3, 123, 301), dtype=torch.uint8)  # kept as stored
+    expected = pixels.float() / 255 * 3 - 1
+    bands: list[tuple[int, torch.Tensor]] = []
+    returned = tiled_forward(
+        lambda t: t / 255 * 3 - 1, pixels, tile=64, overlap=24, multiple=8,
+        sink=lambda top, band: bands.append((top, band.clone())),
+    )  # fmt: skip
+    assert returned is None and len(bands) > 2  # several bands: never the whole image at once
+    tops = [top for top, _ in bands]
+    heights = [band.shape[2] for _, band in bands]
+    assert tops == [sum(heights[:i]) for i in range(len(bands))] and sum(heights) == 123
+    torch.testing.assert_close(torch.cat([b for _, b in bands], 2), expected, rtol=0, atol=1e-5)
+
+
+def test_restoring_a_16_bit_gray_photo_keeps_depth_and_equals_the_float_path():
+    import numpy as np
+
+    from deblurcli.models import build_model
+    from deblurcli.ops.color import rgb_to_gray
+    from deblurcli.pipelines.restore import Restorer
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet-dsc", {"norm": "batch"})
+    with torch.no_grad():
+        model.final.weight.mul_(30)
+    restorer = Restorer(model, "mobilenet-dsc", None, torch.device("cpu"), tile=96, overlap=32)
+    gray = np.random.default_rng(0).integers(0, 65536, (150, 170, 1), dtype=np.uint16)
+    out, report = restorer.restore_array(gray)
+    assert out.shape == gray.shape and out.dtype == np.uint16 and report.tile == 96
+    as_float = torch.from_numpy(gray.astype(np.float32) / 65535).permute(2, 0, 1)
+    whole, _ = restorer.restore_tensor(as_float.expand(3, -1, -1)[None])
+    expected = rgb_to_gray(whole)[0, 0].numpy()  # the float path, tiled the same way
+    assert np.abs(out[:, :, 0].astype(float) / 65535 - expected).max() < 2e-4
+    assert np.abs(out.astype(float) - gray.astype(float)).mean() > 100  # the model did run
+
+
 def test_only_tiles_reach_the_function():
     seen: list[tuple[int, int]] = []
 
@@ -105,3 +142,17 @@ def test_auto_tile_size_fits_the_budget():
     assert tile * tile * 540 <= 500 * 1024**2 < (tile + 32) ** 2 * 540
     assert auto_tile_size(10**12, 540, 32, limit=1024) == 1024
     assert auto_tile_size(0, 540, 32, limit=1024) == 128
+
+
+def test_a_photo_near_the_free_memory_gets_a_note(monkeypatch):
+    import numpy as np
+
+    from deblurcli.models import build_model
+    from deblurcli.pipelines import restore
+
+    restorer = restore.Restorer(build_model("curves"), "curves", None, torch.device("cpu"))
+    pixels = np.zeros((64, 80, 3), np.uint8)
+    assert restorer.restore_array(pixels)[1].notes == ()
+    monkeypatch.setattr(restore, "free_memory_bytes", lambda device: 40_000)
+    notes = restorer.restore_array(pixels)[1].notes
+    assert any("for the photo's buffers" in note and "GB free" in note for note in notes)
