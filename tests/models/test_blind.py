@@ -79,6 +79,18 @@ def test_the_kernel_is_estimated_on_a_working_copy_and_scaled_back(scene):
     assert 2.5 < spread_x < 5.5 and spread_y < spread_x / 2, (spread_x, spread_y)  # 4.5, 1.4
 
 
+def test_kernel_sharpening_raises_the_estimate_to_its_power(scene):
+    blurred = _shake(scene, linear_kernels(9.0, 30.0)[0].float())
+    kernels = []
+    for power in (1.0, 2.0):
+        model = BlindDeconvolution(**SMALL, kernel_sharpening=power).eval()
+        with torch.inference_mode():
+            kernels.append(model.global_features(blurred)[0, 1:, 0, 0])
+    plain, sharpened = kernels
+    torch.testing.assert_close(sharpened, plain.square() / plain.square().sum())
+    assert float(sharpened.max()) > float(plain.max())  # thinner: more mass on its ridge
+
+
 @pytest.mark.parametrize("size", [(37, 91), (64, 33), (1, 1)])
 def test_any_size_comes_back_the_same_size_and_finite(size):
     model = BlindDeconvolution(kernel_size=7, work_size=64, iterations=2).eval()
