@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,11 @@ def read_state_dict(path: Path) -> tuple[StateDict, dict[str, str]]:
             raise WeightsError(f"not a valid safetensors file ({exc})", path) from None
         return tensors, metadata
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Raw pickles (not torch.save files) make torch warn about their protocol
+            # before it refuses them; the refusal below is the one message to show.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # Only a pickled class or function (GLOBAL) means the file would run code;
         # other refusals ("Unsupported operand") are bytes that are no pickle at all.

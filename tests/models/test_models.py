@@ -249,3 +249,15 @@ def test_folding_needs_eval_mode_and_leaves_per_image_norms():
         fold_batch_norms(model.train())
     set_statistics(model, "per_image")
     assert fold_batch_norms(model.eval()) == 0
+
+
+def test_a_raw_pickle_is_refused_with_one_message_and_no_torch_warning(tmp_path):
+    import pickle
+    import warnings
+
+    path = tmp_path / "raw.pth"
+    path.write_bytes(pickle.dumps({"conv.weight": np.zeros(3)}, protocol=4))  # not torch.save
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that leaks fails the test
+        with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
+            load_model(path)
