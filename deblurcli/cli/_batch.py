@@ -176,9 +176,17 @@ def run_images(
     photos, videos = [], []
     for item in items:
         (videos if item.error is None and is_video(item.source) else photos).append(item)
+
+    def on_warning(source: str, message: str) -> None:
+        progress.console.print(
+            f"[yellow]warning[/] {escape(source)}: {escape(message)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
     try:
         with progress:
-            run_batch(photos, restorer, options, on_result)  # type: ignore[arg-type]
+            run_batch(photos, restorer, options, on_result, on_warning)  # type: ignore[arg-type]
         for item in videos:
             on_result(_restore_video(item, restorer, overwrite, video, err))
     except KeyboardInterrupt:

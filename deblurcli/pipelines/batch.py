@@ -32,6 +32,8 @@ class ArrayRestorer(Protocol):
 
     def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]: ...
 
+    def memory_warning(self, pixels: np.ndarray) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class BatchOptions:
@@ -81,6 +83,7 @@ def run_batch(
     restorer: ArrayRestorer,
     options: BatchOptions,
     on_result: Callable[[FileResult], None] | None = None,
+    on_warning: Callable[[str, str], None] | None = None,
 ) -> list[FileResult]:
     """Process ``items`` in order and return one result per item.
 
@@ -91,6 +94,8 @@ def run_batch(
 
     Args:
         on_result: called with each result as soon as it is final (progress bars).
+        on_warning: called with (input, message) before a photo that may not fit in
+            memory is restored; the message is also kept in the result's notes.
     """
     results: list[FileResult] = []
 
@@ -139,6 +144,11 @@ def run_batch(
                     photo = reads[index].result()
                     reads[index] = None  # type: ignore[call-overload]  # free the decoded image
                     result.megapixels = photo.megapixels
+                    warning = restorer.memory_warning(photo.pixels)
+                    if warning is not None:
+                        result.notes.append(warning)
+                        if on_warning is not None:
+                            on_warning(result.input, warning)
                     restored, report = restorer.restore_array(photo.pixels)
                     result.notes.extend(report.notes)
                     output = _compose(photo, restored, options.side_by_side)

@@ -244,9 +244,7 @@ class Restorer:
                 band = rgb_to_gray(band)
             result[rows] = tensor_to_pixels(band[0], pixels.dtype)
 
-        report = self._restore(stored, 1.0 / peak, quantise)
-        notes = self._memory_notes(pixels)
-        return result, RestoreReport(report.tile, (*notes, *report.notes))
+        return result, self._restore(stored, 1.0 / peak, quantise)
 
     def _restore(
         self, image: torch.Tensor, scale: float, sink: Callable[[int, torch.Tensor], None]
@@ -292,18 +290,19 @@ class Restorer:
                 notes = (*notes, self.tiling_note)
         return RestoreReport(used, notes)
 
-    def _memory_notes(self, pixels: np.ndarray) -> tuple[str, ...]:
-        """A note when the photo's buffers alone come near the free memory."""
+    def memory_warning(self, pixels: np.ndarray) -> str | None:
+        """What to tell the user before restoring ``pixels`` (H, W, C) when the photo's
+        buffers alone come near the free memory; None when they fit comfortably."""
         needed = 2 * pixels.nbytes  # the photo and its result
         if isinstance(self.model, GlobalContextGenerator):
             needed += 3 * 4 * pixels.shape[0] * pixels.shape[1]  # one float copy
         free = free_memory_bytes(torch.device("cpu"))
-        if needed > 0.8 * free:
-            return (
-                f"needed about {needed / 1e9:.1f} GB for the photo's buffers with "
-                f"{free / 1e9:.1f} GB free: close other programs if it fails or swaps",
-            )
-        return ()
+        if needed <= 0.8 * free:
+            return None
+        return (
+            f"needs about {needed / 1e9:.1f} GB for the photo's buffers with "
+            f"{free / 1e9:.1f} GB free: close other programs if it fails or swaps"
+        )
 
     def _to_model(self, tile: torch.Tensor) -> torch.Tensor:
         """[0, 1] pixels -> the network's [-1, 1] input, in its memory layout."""

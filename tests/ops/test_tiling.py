@@ -144,7 +144,7 @@ def test_auto_tile_size_fits_the_budget():
     assert auto_tile_size(0, 540, 32, limit=1024) == 128
 
 
-def test_a_photo_near_the_free_memory_gets_a_note(monkeypatch):
+def test_a_photo_near_the_free_memory_is_warned_about_before_it_runs(monkeypatch):
     import numpy as np
 
     from deblurcli.models import build_model
@@ -152,7 +152,7 @@ def test_a_photo_near_the_free_memory_gets_a_note(monkeypatch):
 
     restorer = restore.Restorer(build_model("curves"), "curves", None, torch.device("cpu"))
     pixels = np.zeros((64, 80, 3), np.uint8)
-    assert restorer.restore_array(pixels)[1].notes == ()
+    assert restorer.memory_warning(pixels) is None
     monkeypatch.setattr(restore, "free_memory_bytes", lambda device: 40_000)
-    notes = restorer.restore_array(pixels)[1].notes
-    assert any("for the photo's buffers" in note and "GB free" in note for note in notes)
+    warning = restorer.memory_warning(pixels)
+    assert "for the photo's buffers" in warning and "GB free" in warning

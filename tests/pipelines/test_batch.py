@@ -18,6 +18,9 @@ class _StopsAtSecond:
     def __init__(self) -> None:
         self.calls = 0
 
+    def memory_warning(self, pixels: np.ndarray) -> None:
+        return None
+
     def restore_array(self, pixels: np.ndarray):
         self.calls += 1
         if self.calls == 2:
@@ -43,6 +46,9 @@ def test_ctrl_c_reports_the_output_whose_write_was_in_flight(tmp_path):
 
 
 class _Identity:
+    def memory_warning(self, pixels: np.ndarray) -> None:
+        return None
+
     def restore_array(self, pixels: np.ndarray):
         class Report:
             notes: tuple[str, ...] = ()
@@ -96,3 +102,24 @@ def test_outputs_claimed_by_another_live_run_are_left_to_it(tmp_path):
     assert status["b.png"][0] == status["c.png"][0] == "ok"  # the stale claim was taken over
     assert not (out / "a.png").exists() and (out / "b.png").is_file()
     assert sorted(p.name for p in out.iterdir()) == [".a.png.deblurcli-claim", "b.png", "c.png"]
+
+
+def test_a_photo_that_may_not_fit_is_warned_about_before_it_runs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((24, 24, 3), 100, np.uint8)).save(folder / "big.png")
+    events = []
+
+    class Tight(_Identity):
+        def memory_warning(self, pixels: np.ndarray) -> str:
+            return "needs about 9.9 GB"
+
+        def restore_array(self, pixels: np.ndarray):
+            events.append("restore")
+            return super().restore_array(pixels)
+
+    items = discover([str(folder)], tmp_path / "out")
+    options = BatchOptions("png", 95, False, False)
+    (result,) = run_batch(items, Tight(), options, on_warning=lambda i, m: events.append(m))
+    assert events == ["needs about 9.9 GB", "restore"]  # before, not after
+    assert result.status == "ok" and "needs about 9.9 GB" in result.notes
