@@ -212,10 +212,12 @@ def _finish_write(
 ) -> None:
     try:
         future.result()
-    except DeblurError as exc:
-        _fail(result, str(exc))
+    except DeblurError as exc:  # names the output; add the input it came from
+        _fail(result, f"{exc} (the result of {result.input})")
     except Exception as exc:
-        _fail(result, f"{result.output}: could not be written: {exc}")
+        _fail(
+            result, f"{result.output}: could not be written: {exc} (the result of {result.input})"
+        )
         result.traceback = traceback.format_exc()
     result.seconds = time.perf_counter() - started
     finish(result)

@@ -123,3 +123,24 @@ def test_a_photo_that_may_not_fit_is_warned_about_before_it_runs(tmp_path):
     (result,) = run_batch(items, Tight(), options, on_warning=lambda i, m: events.append(m))
     assert events == ["needs about 9.9 GB", "restore"]  # before, not after
     assert result.status == "ok" and "needs about 9.9 GB" in result.notes
+
+
+def test_a_failed_write_names_the_output_and_its_input(tmp_path, monkeypatch):
+    from deblurcli.errors import OutputError
+    from deblurcli.pipelines import batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((24, 24, 3), 100, np.uint8)).save(folder / "a.png")
+
+    def disk_full(photo, path, fmt, quality):
+        raise OutputError("cannot be written (No space left on device)", path)
+
+    monkeypatch.setattr(batch, "write_image", disk_full)
+    items = discover([str(folder)], tmp_path / "out")
+    (result,) = run_batch(items, _Identity(), BatchOptions("png", 95, False, False))
+    assert result.status == "failed"
+    assert result.error == (
+        f"{tmp_path / 'out' / 'a.png'}: cannot be written (No space left on device) "
+        f"(the result of {folder / 'a.png'})"
+    )
