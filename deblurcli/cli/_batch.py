@@ -206,13 +206,30 @@ def _restore_video(
     item: WorkItem, restorer: Restorer, overwrite: bool, video: tuple[str, int], console
 ) -> FileResult:
     """One video, frame by frame, with its own progress bar over frames."""
+    from deblurcli.io import claims
     from deblurcli.pipelines.batch import FileResult
-    from deblurcli.pipelines.video import count_frames, restore_video
 
     result = FileResult(str(item.source), str(item.output), "ok")
     if item.output.exists() and not overwrite:
         result.status = "skipped"
         return result
+    claim = claims.claim(item.output)  # as for photos: another live run may have it
+    if claim is None:
+        result.status = "skipped"
+        result.notes.append("another run is computing this output")
+        return result
+    try:
+        return _restore_claimed_video(item, result, restorer, video, console)
+    finally:
+        claims.release(claim)
+
+
+def _restore_claimed_video(
+    item: WorkItem, result: FileResult, restorer: Restorer, video: tuple[str, int], console
+) -> FileResult:
+    """The video's frames through ``restorer``, with a progress bar; ``result`` filled in."""
+    from deblurcli.pipelines.video import count_frames, restore_video
+
     progress = count_progress(console, "frames")
     task = progress.add_task(f"Video {item.source.name}", total=count_frames(item.source), rate="")
 

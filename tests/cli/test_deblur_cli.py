@@ -404,3 +404,24 @@ def test_videos_in_a_folder_are_restored_with_their_sound(
     code, stdout, _ = deblur(monkeypatch, capsys, *args)
     results = {Path(r["input"]).name: r for r in json.loads(stdout)["results"]}
     assert code == 0 and results["clip.mov"]["status"] == "skipped"
+
+
+def test_a_video_another_live_run_has_claimed_is_left_to_it(
+    monkeypatch, capsys, tmp_path, eval_weights
+):
+    import os
+    import socket
+
+    from tests.pipelines.test_video import make_clip
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    make_clip(folder / "clip.mp4")
+    (out / ".clip.mp4.deblurcli-claim").write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    args = (str(folder), "-o", str(out), "-w", str(eval_weights), "--json")
+    code, stdout, _ = deblur(monkeypatch, capsys, *args)
+    (result,) = json.loads(stdout)["results"]
+    assert code == 0 and result["status"] == "skipped"
+    assert "another run is computing this output" in result["notes"]
+    assert not (out / "clip.mp4").exists()
