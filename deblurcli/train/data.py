@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -39,6 +40,9 @@ from deblurcli.pipelines.synth import (
     downscale,
     synthesize_pairs,
 )
+
+if TYPE_CHECKING:
+    from deblurcli.train.presets import TrainConfig
 
 PAIR_FOLDERS = {"blur": "sharp", "input": "target"}  # degraded folder -> its good sibling
 
@@ -324,6 +328,22 @@ def _synth_fields(synth: SynthSettings | None) -> dict:
     if synth is None:
         return {}
     return {"kernels": synth.kernels, "synthesis": synth.synthesis}
+
+
+def validation_set(
+    source: Source | None,
+    config: TrainConfig,
+    task: str,
+    synth: SynthSettings | None = None,
+    degrade: DegradeConfig | None = None,
+) -> ValidationPairs | None:
+    """A run's fixed validation pairs, as its recipe says: centre crops of
+    ``config.val_crop`` (0: whole photos), photos shrunk to ``config.val_max_side``
+    (else ``config.max_side``). None without a (non-empty) source."""
+    if not source:
+        return None
+    max_side = config.val_max_side or config.max_side
+    return ValidationPairs(source, config.val_crop, config.seed, task, max_side, synth, degrade)
 
 
 class ValidationPairs(Dataset):

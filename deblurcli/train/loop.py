@@ -35,10 +35,10 @@ from deblurcli.pipelines.synth import derived_seed
 from deblurcli.train.data import (
     Source,
     TrainingPairs,
-    ValidationPairs,
     check_sizes,
     degrade_config,
     synth_settings,
+    validation_set,
 )
 from deblurcli.train.gan import Adversary
 from deblurcli.train.losses import CONTENT_LOSSES, PerceptualLoss, VGG19Conv33
@@ -203,19 +203,7 @@ class Trainer:
             identity_share=config.identity_share,
             squash=config.squash,
         )
-        self.val_set = (
-            ValidationPairs(
-                val,
-                config.val_crop,
-                config.seed,
-                self.task,
-                config.val_max_side or config.max_side,
-                synth,
-                degrade,
-            )
-            if val
-            else None
-        )
+        self.val_set = validation_set(val, config, self.task, synth, degrade)
 
     def _warm_start(self, path: Path) -> None:
         """Start the generator and its EMA from a weights file of the same architecture.

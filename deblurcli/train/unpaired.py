@@ -31,11 +31,11 @@ from deblurcli.models import build_model
 from deblurcli.pipelines.synth import derived_seed
 from deblurcli.train.data import (
     Source,
-    ValidationPairs,
     check_sizes,
     load_photo,
     pixels_to_model_input,
     random_window,
+    validation_set,
 )
 from deblurcli.train.gan import Adversary
 from deblurcli.train.loop import Trainer, start_as_identity
@@ -129,11 +129,7 @@ class UnpairedTrainer(Trainer):
             config.seed,
             config.max_side,
         )
-        self.val_set = (
-            ValidationPairs(val, config.val_crop, config.seed, self.task, config.max_side)
-            if val
-            else None
-        )
+        self.val_set = validation_set(val, config, self.task)
 
     def _make_networks(self) -> None:
         config, device = self.config, self.device

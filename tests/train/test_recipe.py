@@ -144,3 +144,19 @@ def test_bad_blur_options_are_a_usage_error(textured_photos, tmp_path):
     source = find_data(textured_photos)
     with pytest.raises(UsageError, match="unknown blur option"):
         Trainer(_config(synth={"blurr": 1}), source, None, tmp_path / "run", CPU)
+
+
+@pytest.mark.parametrize("preset", ["fast", "dpe-2way"])
+def test_every_trainer_validates_as_the_recipe_says(preset, textured_photos):
+    from deblurcli.train.data import validation_set
+
+    source = find_data(textured_photos)
+    config = resolve(preset, val_crop=0, val_max_side=96, max_side=512)
+    task = "enhance" if preset.startswith("dpe") else "deblur"
+    pairs = validation_set(source, config, task)
+    assert pairs.max_side == 96 and pairs.crop == 1 << 30  # whole photos, shrunk to 96 px
+    assert max(pairs[0][0].shape[-2:]) == 96
+    assert validation_set(find_data(textured_photos), resolve(preset), task).max_side == (
+        resolve(preset).max_side
+    )
+    assert validation_set(None, config, task) is None
