@@ -188,15 +188,20 @@ def can_write(fmt: str) -> bool:
     return True
 
 
-def peek_megapixels(path: Path) -> float:
-    """Megapixels from the file header alone (0.0 when unreadable); for progress bars."""
+def peek_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as stored, from the file header alone (None when unreadable)."""
     _register_heif()
     try:
         with Image.open(path) as header:
-            width, height = header.size
+            return header.size
     except Exception:  # any unreadable file is reported properly when it is read
-        return 0.0
-    return width * height / 1e6
+        return None
+
+
+def peek_megapixels(path: Path) -> float:
+    """Megapixels from the file header alone (0.0 when unreadable); for progress bars."""
+    size = peek_size(path)
+    return size[0] * size[1] / 1e6 if size else 0.0
 
 
 def _open_header(path: Path, data: bytes) -> Image.Image:

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from deblurcli.errors import InputImageError, UsageError
 from deblurcli.io.discovery import list_images
-from deblurcli.io.images import read_image
+from deblurcli.io.images import peek_size, read_image
 from deblurcli.ops.degrade import DegradeConfig, degrade
 from deblurcli.ops.synthesis import SynthesisConfig
 from deblurcli.pipelines.synth import (
@@ -108,11 +107,10 @@ def check_sizes(paths: list[Path], crop: int, max_side: int | None = None) -> No
         InputImageError: the first image that is too small, or unreadable.
     """
     for path in paths:
-        try:
-            with Image.open(path) as header:
-                width, height = header.size
-        except OSError:
-            raise InputImageError("cannot be read as an image", path) from None
+        size = peek_size(path)
+        if size is None:
+            raise InputImageError("cannot be read as an image", path)
+        width, height = size
         if max_side is not None and max(width, height) > max_side:
             scale = max_side / max(width, height)
             width, height = round(width * scale), round(height * scale)

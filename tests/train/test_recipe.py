@@ -160,3 +160,18 @@ def test_every_trainer_validates_as_the_recipe_says(preset, textured_photos):
         resolve(preset).max_side
     )
     assert validation_set(None, config, task) is None
+
+
+def test_sizes_are_checked_from_headers_by_the_one_reader(tmp_path):
+    from deblurcli.errors import InputImageError
+    from deblurcli.train.data import check_sizes
+
+    good, broken = tmp_path / "good.png", tmp_path / "broken.png"
+    cv2.imwrite(str(good), np.zeros((80, 120, 3), np.uint8))
+    broken.write_bytes(b"not an image")
+    check_sizes([good], crop=64)
+    with pytest.raises(InputImageError, match="smaller than the 64 px training crop"):
+        check_sizes([good], crop=64, max_side=90)  # 90×60 after shrinking
+    with pytest.raises(InputImageError, match="cannot be read as an image") as error:
+        check_sizes([good, broken], crop=16)
+    assert str(broken) in str(error.value)
