@@ -9,6 +9,7 @@ place, so an interrupted run never leaves a half-written image.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -172,9 +173,11 @@ def _decode_phone_format(data: bytes, fmt: str, path: Path) -> np.ndarray | None
     return np.ascontiguousarray(array[:, :, order])
 
 
+@functools.cache
 def can_write(fmt: str) -> bool:
     """Whether this machine has an encoder for ``fmt`` (HEIC and AVIF depend on the
-    libheif and Pillow builds; the others always)."""
+    libheif and Pillow builds; the others always). Asked once per format: output
+    paths ask it for every input."""
     if fmt == "heic":
         try:
             import pillow_heif

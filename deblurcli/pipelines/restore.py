@@ -214,14 +214,12 @@ class Restorer:
     @torch.inference_mode()
     def restore_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, RestoreReport]:
         """Restore (1, 3, H, W) float32 in [0, 1] on the CPU; returns the same shape in [0, 1]."""
-        bands: list[torch.Tensor] = []
+        output = torch.empty_like(image, dtype=torch.float32)
 
-        def keep(top: int, band: torch.Tensor) -> None:
-            del bands[_band_index(bands, top) :]  # a retry sends the rows again
-            bands.append(band)
+        def keep(top: int, band: torch.Tensor) -> None:  # a retry rewrites the same rows
+            output[:, :, top : top + band.shape[2]] = band
 
-        report = self._restore(image, 1.0, keep)
-        return torch.cat(bands, dim=2), report
+        return output, self._restore(image, 1.0, keep)
 
     @torch.inference_mode()
     def restore_array(self, pixels: np.ndarray) -> tuple[np.ndarray, RestoreReport]:
@@ -348,13 +346,3 @@ _GLOBAL_TILING_NOTE = (
     "tiled: this model deconvolves the whole photo at once, so tiles differ "
     "slightly from a whole-image run near their seams"
 )
-
-
-def _band_index(bands: list[torch.Tensor], top: int) -> int:
-    """How many of the kept ``bands`` (stacked from row 0) end at or above row ``top``."""
-    rows = 0
-    for index, band in enumerate(bands):
-        if rows >= top:
-            return index
-        rows += band.shape[2]
-    return len(bands)
