@@ -141,3 +141,10 @@ def test_the_cli_trains_the_enhancer_and_checks_its_folders(
         "-o", str(tmp_path / "r3"), "--gp-band", "1.1-0.9",
     )  # fmt: skip
     assert code == 2 and "low end is above the high end" in stderr
+
+
+def test_the_2_way_gan_validates_at_the_recipes_val_max_side(tmp_path, good_photos, small_photos):
+    source, target = find_data(good_photos), find_data(small_photos)
+    config = _config("dpe-2way", val_max_side=48, max_side=512)
+    trainer = UnpairedTrainer(config, source, source, tmp_path / "r", CPU, target=target)
+    assert trainer.val_set.max_side == 48  # it used max_side (512) before
