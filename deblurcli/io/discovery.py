@@ -115,7 +115,7 @@ def output_path(out_dir: Path, relative: Path, fmt: str, suffix: str) -> Path:
 
 def discover(
     inputs: Iterable[str],
-    out_dir: Path,
+    out_dir: Path | None,
     fmt: str = "keep",
     suffix: str = "",
     recursive: bool = False,
@@ -134,16 +134,18 @@ def discover(
     ``on_skip`` with the reason; hidden files and plain non-photos (notes,
     metadata, sidecars: ``NOT_PHOTO_SUFFIXES``) are ignored silently. With
     ``videos``, folders also yield videos (``VIDEO_SUFFIXES``), whose outputs
-    keep their container whatever ``fmt`` says.
+    keep their container whatever ``fmt`` says. With ``out_dir`` None (commands
+    that only read, such as ``triage``) the items have no output.
     """
     suffixes = SUPPORTED_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
     items: list[WorkItem] = []
     seen_sources: set[Path] = set()
     seen_outputs: dict[Path, Path] = {}
-    out_resolved = out_dir.resolve()
+    out_resolved = None if out_dir is None else out_dir.resolve()
 
     def skip(path: Path, reason: str) -> None:
-        if on_skip is not None and not _is_within(Path(os.path.realpath(path)), out_resolved):
+        inside = out_resolved is not None and _is_within(Path(os.path.realpath(path)), out_resolved)
+        if on_skip is not None and not inside:
             on_skip(path, reason)
 
     for raw in inputs:
@@ -152,9 +154,14 @@ def discover(
                 items.append(WorkItem(source, relative, None, error))
                 continue
             resolved = source.resolve()
-            if resolved in seen_sources or _is_within(resolved, out_resolved):
+            if resolved in seen_sources or (
+                out_resolved is not None and _is_within(resolved, out_resolved)
+            ):
                 continue  # named twice, or one of our own outputs
             seen_sources.add(resolved)
+            if out_dir is None:
+                items.append(WorkItem(source, relative))
+                continue
             target = output_path(out_dir, relative, fmt, suffix)
             first = seen_outputs.setdefault(target, source)
             if first != source:

@@ -191,6 +191,68 @@ def can_write(fmt: str) -> bool:
     return True
 
 
+def read_reduced(
+    path: Path, max_side: int, gray: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode ``path`` upright and shrunk to at most ``max_side`` px on the longer side.
+
+    For previews and analysis, where the full size is not needed: a JPEG is
+    decoded in libjpeg's reduced-size mode (1/2, 1/4 or 1/8 of the size, still at
+    least ``max_side``), which skips most of the decoding work of a large photo;
+    other formats go through :func:`read_image`. The rest is area averaging.
+
+    Returns:
+        (h, w, C) uint8 pixels, C = 1 with ``gray`` and 3 without (alpha dropped; 16-bit
+        photos are reduced to 8 bits), and the photo's own upright (width, height).
+
+    Raises:
+        InputImageError: as :func:`read_image`.
+    """
+    pixels, size = _read_jpeg_reduced(path, max_side, gray)
+    if pixels is None:
+        photo = read_image(path)
+        pixels, size = photo.pixels, (photo.width, photo.height)
+        if pixels.dtype == np.uint16:
+            pixels = _to_8bit(pixels)
+        if gray and pixels.shape[2] == 3:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)[:, :, None]
+        elif not gray and pixels.shape[2] == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+    height, width = pixels.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1:
+        shrunk = cv2.resize(
+            pixels,
+            (max(1, round(width * scale)), max(1, round(height * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        pixels = shrunk.reshape(*shrunk.shape[:2], pixels.shape[2])
+    return np.ascontiguousarray(pixels), size
+
+
+def _read_jpeg_reduced(
+    path: Path, max_side: int, gray: bool
+) -> tuple[np.ndarray | None, tuple[int, int]]:
+    """A JPEG decoded at reduced size and made upright; (None, (0, 0)) for anything else,
+    or a JPEG that is damaged (the full reader then says what is wrong)."""
+    try:
+        with Image.open(path) as image:
+            if image.format != "JPEG" or image.mode not in ("L", "RGB", "YCbCr"):
+                return None, (0, 0)
+            width, height = image.size
+            scale = max_side / max(width, height)
+            mode = "L" if gray else "RGB"
+            if scale < 1:
+                image.draft(mode, (int(np.ceil(width * scale)), int(np.ceil(height * scale))))
+            pixels = np.asarray(image.convert(mode))
+            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+    except (OSError, SyntaxError, ValueError):
+        return None, (0, 0)
+    pixels = _apply_orientation(pixels.reshape(*pixels.shape[:2], -1), orientation)
+    upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return pixels, upright
+
+
 def peek_size(path: Path) -> tuple[int, int] | None:
     """(width, height) as stored, from the file header alone (None when unreadable)."""
     _register_heif()

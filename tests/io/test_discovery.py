@@ -153,3 +153,16 @@ def test_shards_split_paths_once_each_and_stably(count):
 def test_bad_shards_are_refused_with_the_form_to_use(text):
     with pytest.raises(ValueError, match="--shard"):
         discovery.Shard.parse(text)
+
+
+def test_read_only_commands_get_items_without_outputs(tmp_path):
+    src = tmp_path / "shots"
+    _touch(src / "a.jpg", src / "same" / "a.jpg", src / "b.png")
+    inputs = [str(src), str(src / "b.png"), str(tmp_path / "gone.jpg")]
+    items = discover(inputs, None, recursive=True)
+    assert [(i.relative.as_posix(), i.output, i.error is None) for i in items] == [
+        ("a.jpg", None, True),
+        ("b.png", None, True),
+        ("same/a.jpg", None, True),  # no output, so no clash with a.jpg
+        ("gone.jpg", None, False),  # b.png, named twice, comes once; a missing file fails
+    ]

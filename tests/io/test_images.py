@@ -275,3 +275,47 @@ def test_keep_writes_heic_and_falls_back_to_png_without_an_encoder(monkeypatch):
     assert discovery.output_format(Path("a.heic"), "keep") == "png"
     assert discovery.output_path(Path("o"), Path("d/a.heic"), "keep", "_x") == Path("o/d/a_x.png")
     assert discovery.output_path(Path("o"), Path("d/a.JPEG"), "keep", "") == Path("o/d/a.JPEG")
+
+
+def test_read_reduced_decodes_a_large_jpeg_small_and_like_a_full_decode(tmp_path, photos):
+    from deblurcli.io.images import read_reduced
+
+    with Image.open(photos[0]) as photo:
+        big = photo.convert("RGB").resize((2960, 1664), Image.BICUBIC)
+    big.save(tmp_path / "big.jpg", quality=92)
+    reduced, size = read_reduced(tmp_path / "big.jpg", 700)
+    assert size == (2960, 1664) and reduced.shape == (394, 700, 3)
+    full = read_image(tmp_path / "big.jpg").pixels
+    expected = cv2.resize(full, (700, 394), interpolation=cv2.INTER_AREA)
+    assert np.abs(reduced.astype(float) - expected).mean() < 1.5  # DCT scaling + area ≈ area
+    gray, _ = read_reduced(tmp_path / "big.jpg", 700, gray=True)
+    expected_gray = cv2.cvtColor(expected, cv2.COLOR_RGB2GRAY)
+    assert gray.shape == (394, 700, 1)
+    assert np.abs(gray[:, :, 0].astype(float) - expected_gray).mean() < 1.5
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_read_reduced_is_upright_and_never_enlarges(tmp_path, rgb, suffix):
+    from deblurcli.io.images import read_reduced
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: upright it is taller than wide
+    Image.fromarray(rgb).save(tmp_path / f"a{suffix}", exif=exif)
+    pixels, size = read_reduced(tmp_path / f"a{suffix}", 10_000)
+    assert size == (rgb.shape[0], rgb.shape[1])
+    assert pixels.shape == (rgb.shape[1], rgb.shape[0], 3)
+    upright = read_image(tmp_path / f"a{suffix}").pixels
+    assert np.abs(pixels.astype(float) - upright).mean() < 1e-9
+
+
+def test_read_reduced_brings_16_bit_to_8_bit_and_reports_bad_files(tmp_path, rng):
+    from deblurcli.io.images import read_reduced
+
+    deep = rng.integers(0, 65536, (40, 60, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    pixels, _ = read_reduced(tmp_path / "deep.png", 100)
+    assert pixels.dtype == np.uint8
+    assert np.abs(pixels.astype(float) - deep[:, :, ::-1] / 257).max() <= 0.5 + 1e-9
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(InputImageError, match=r"bad\.jpg"):
+        read_reduced(tmp_path / "bad.jpg", 100)
