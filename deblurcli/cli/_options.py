@@ -155,6 +155,23 @@ Precision = Annotated[
 FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp", "heic", "avif")
 
 
+def check_model(name: str | None, task: str, flag: str) -> None:
+    """A model name given on the command line must be a registered model for ``task``.
+
+    Raises:
+        UsageError: unknown, or a model for the other task; the message lists the choices.
+    """
+    if name is None:
+        return
+    from deblurcli.models import list_models
+
+    choices = list_models(task)
+    if name not in choices:
+        other = "deblur" if task == "enhance" else "enhance"
+        hint = f" ({name} is for deblur {other})" if name in list_models(other) else ""
+        raise UsageError(f"unknown {flag} {name!r}{hint}: use one of {', '.join(choices)}")
+
+
 def parse_shard(text: str | None) -> BatchShard | None:
     """``--shard K/N`` as a :class:`~deblurcli.io.discovery.Shard` (None: the whole batch).
 

@@ -12,7 +12,6 @@ from deblurcli.errors import UsageError
 from deblurcli.io.output import check_writable_folder
 
 MODEL_PANEL = "Model"
-BACKBONES = ("deconv", "mobilenet", "mobilenet-dsc", "inception", "resnet")
 
 
 def deblur(
@@ -65,8 +64,7 @@ def deblur(
     if fmt not in opt.FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
     part = opt.parse_shard(shard)
-    if backbone is not None and backbone not in BACKBONES:
-        raise UsageError(f"unknown --backbone {backbone!r}: use one of {', '.join(BACKBONES)}")
+    opt.check_model(backbone, "deblur", "--backbone")
     check_writable_folder(output)
 
     restorer, header = load_restorer(

@@ -73,14 +73,7 @@ def enhance(
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
     part = opt.parse_shard(shard)
     check_writable_folder(output)
-    if model is not None:
-        from deblurcli.models import get_spec, list_models
-
-        if get_spec(model).task != "enhance":
-            raise UsageError(
-                f"--model {model} deblurs: use deblur deblur, or one of "
-                f"{', '.join(list_models('enhance'))}"
-            )
+    opt.check_model(model, "enhance", "--model")
     restorer, header = load_restorer(
         task="enhance",
         architecture=model,

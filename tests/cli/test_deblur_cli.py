@@ -323,12 +323,20 @@ def test_ctrl_c_leaves_no_partial_file_and_a_rerun_resumes(tmp_path, photos, eva
     assert statuses.count("skipped") == len(written) and statuses.count("ok") == 6 - len(written)
 
 
-def test_backbone_choices_are_the_registered_deblur_models():
-    # The CLI lists them statically so that --help does not import torch.
-    from deblurcli.cli.deblur import BACKBONES
+def test_model_choices_come_from_the_registry(monkeypatch, capsys, tmp_path, photos):
     from deblurcli.models import list_models
 
-    assert sorted(BACKBONES) == list_models("deblur")
+    out = str(tmp_path / "o")
+    code, _, stderr = run_cli(monkeypatch, capsys, "deblur", str(photos[0]), "-o", out,
+                              "--backbone", "curves")  # fmt: skip
+    assert code == 2 and "curves is for deblur enhance" in stderr
+    assert ", ".join(list_models("deblur")) in stderr.replace("\n", "")
+    code, _, stderr = run_cli(monkeypatch, capsys, "enhance", str(photos[0]), "-o", out,
+                              "--model", "mobilenet")  # fmt: skip
+    assert code == 2 and "mobilenet is for deblur deblur" in stderr
+    code, _, stderr = run_cli(monkeypatch, capsys, "enhance", str(photos[0]), "-o", out,
+                              "--model", "nafnet")  # fmt: skip
+    assert code == 2 and "unknown --model 'nafnet'" in stderr and "curves" in stderr
 
 
 def test_four_shard_processes_do_every_file_exactly_once(tmp_path, photos, eval_weights):
