@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 import torch
 
+from deblurcli.ops.blur_estimate import kernel_extent
+
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # Kept out of every training set made for the shipped weights (photos/ and photos-extra/).
 HELD_OUT = (
@@ -53,12 +55,6 @@ HELD_OUT = (
 )
 # Kernel extents (px) the gains are reported for.
 EXTENT_BINS = ((0, 10), (11, 20), (21, 999))
-
-
-def kernel_extent(kernel: np.ndarray) -> int:
-    """Side of the box holding every kernel value above 2 % of the peak, px."""
-    rows, cols = np.nonzero(kernel > 0.02 * kernel.max())
-    return int(max(rows.max() - rows.min(), cols.max() - cols.min())) + 1
 
 
 def build_set(size: int, per_photo: int, seed: int, noise: bool) -> list[dict]:

@@ -15,6 +15,7 @@ from deblurcli.download import file_digest
 from deblurcli.errors import DownloadError, WeightsError
 from deblurcli.models import list_models
 from deblurcli.models._builder import load_model
+from deblurcli.models.blur_detector import ARCHITECTURE
 from tests.conftest import save_official_v2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_shipped_manifest_entries_are_complete_and_name_registered_models():
     entries = hub.manifest()
     assert {"fpn_mobilenet", "fpn_inception"} <= set(entries)
     for entry in entries.values():
-        assert entry.architecture in list_models()
+        assert entry.architecture in (*list_models(), ARCHITECTURE)  # restorers, the detector
         assert entry.size and entry.license and entry.origin
         assert entry.urls or (hub.shipped_dir() / entry.file).is_file()  # fetched or shipped
         assert entry.digest.split(":")[0] in ("sha256", "sha384")

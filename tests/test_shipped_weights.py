@@ -17,12 +17,15 @@ from deblurcli import hub
 from deblurcli.download import file_digest
 from deblurcli.models import get_spec
 from deblurcli.models._builder import load_model
+from deblurcli.models.blur_detector import ARCHITECTURE as BLUR_DETECTOR_ARCHITECTURE
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [e for e in hub.manifest().values() if not e.urls]
 # Architectures without learned parameters: their files hold settings only.
 SETTINGS_ONLY = {"deconv"}
-TRAINED = [e for e in SHIPPED if e.architecture not in SETTINGS_ONLY]
+# Not a restorer: the blur detector of deblur triage (its own test below).
+DETECTOR = BLUR_DETECTOR_ARCHITECTURE
+TRAINED = [e for e in SHIPPED if e.architecture not in SETTINGS_ONLY | {DETECTOR}]
 
 
 def test_every_architecture_we_train_ships_weights():
@@ -65,6 +68,25 @@ def test_the_blind_deconvolution_settings_ship_documented_and_as_the_default():
     held_out = [name.split(" (")[0] for name in training["held_out"].replace(";", ",").split(", ")]
     assert len(held_out) == 8 and not any(name in training["photographs"] for name in held_out)
     assert any(c.startswith("python benchmarks/quality.py") for c in training["commands"])
+
+
+def test_the_blur_detector_ships_intact_and_documented():
+    from deblurcli.models.blur_detector import WEIGHTS_NAME, BlurDetector
+
+    (entry,) = [e for e in SHIPPED if e.architecture == DETECTOR]
+    assert entry.name == WEIGHTS_NAME
+    path = hub.location(entry)
+    assert path.stat().st_size == entry.size and file_digest(path) == entry.digest
+    detector = BlurDetector.load()
+    assert 0 < detector.settings.quantile < 0.1 and 4 < detector.threshold < 16
+    training = entry.training
+    held_out = [name.split(" (")[0] for name in training["held_out"].replace(";", ",").split(", ")]
+    assert len(held_out) == 8
+    for name in held_out:  # kept out of both training and calibration
+        assert name not in training["photographs"] and name not in training["calibration"]
+    assert any(c.startswith("python -m deblurcli.train.blur_detector") for c in
+               training["commands"])  # fmt: skip
+    assert "ROC AUC" in training["held_out_result"]
 
 
 def test_the_built_wheel_carries_the_weights(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from deblurcli.errors import WeightsError
 from deblurcli.io.output import atomic_path
 from deblurcli.models._registry import ModelSpec, StateDict, build_model, get_spec, list_models
+from deblurcli.models.blur_detector import DETECTOR_FORMAT
 from deblurcli.models.layers import PaddedGenerator, Statistics, set_statistics
 
 FORMAT_TAG = "deblurcli"
@@ -145,6 +146,12 @@ def load_model(path: Path, architecture: str | None = None) -> tuple[PaddedGener
         WeightsError: unreadable or unsafe file, unknown layout, or another architecture.
     """
     state, metadata = read_state_dict(path)
+    if metadata.get("format") == DETECTOR_FORMAT:
+        raise WeightsError(
+            "this is the blur detector's file (deblur triage, --only-blurry), "
+            "not a restoration model: pick one from deblur weights list",
+            path,
+        )
     if metadata.get("format") == FORMAT_TAG:
         found = metadata.get("architecture", "")
         if found not in list_models():
