@@ -22,6 +22,7 @@ from deblurcli.cli._console import (
     stdout_console,
     summary_table,
 )
+from deblurcli.cli._review import Review
 from deblurcli.errors import DeblurError, UsageError
 
 if TYPE_CHECKING:
@@ -104,9 +105,11 @@ def run_images(
     header: str,
     shard: Shard | None = None,
     video: tuple[str, int] = ("libx264", 17),
+    review: Review = Review(),
 ) -> None:
     """Discover inputs (only ``shard``'s part of them, when given), run the batch with a
-    progress bar, report, and exit with the right code.
+    progress bar, report, and exit with the right code. ``review`` adds
+    ``--only-blurry`` (sharp photos skipped) and ``--report`` (report.html).
 
     Raises:
         typer.Exit: 0 when nothing failed, 1 when some inputs failed, 130 on Ctrl-C.
@@ -133,7 +136,21 @@ def run_images(
         items = [item for item in items if shard.holds(item.relative)]
         header += f", shard {shard}: {len(items)} of {found} inputs"
     err.print(header, highlight=False, soft_wrap=True)
-    sizes = {item.source: peek_megapixels(item.source) for item in items if item.error is None}
+    photos, videos = [], []
+    for item in items:
+        (videos if item.error is None and is_video(item.source) else photos).append(item)
+    detector, estimates, sharp_results = None, {}, []
+    if review.needs_detector:
+        from deblurcli.cli._review import select_blurry
+        from deblurcli.models.blur_detector import BlurDetector
+
+        detector = BlurDetector.load()
+        if review.only_blurry:
+            threshold = detector.threshold if review.threshold is None else review.threshold
+            photos, sharp_results, estimates = select_blurry(photos, detector, threshold, err)
+    sizes = {
+        item.source: peek_megapixels(item.source) for item in photos + videos if item.error is None
+    }
     options = BatchOptions(fmt, quality, overwrite, side_by_side)
     results: list[FileResult] = []
     started = time.perf_counter()
@@ -152,9 +169,9 @@ def run_images(
             if verbose and result.traceback:
                 progress.console.print(escape(result.traceback), highlight=False, soft_wrap=True)
         elif result.status == "skipped":
+            why = result.notes[0] if result.notes else "output exists (--overwrite replaces it)"
             progress.console.print(
-                f"[yellow]skipped[/] {escape(result.input)}: output exists "
-                "(--overwrite replaces it)",
+                f"[yellow]skipped[/] {escape(result.input)}: {escape(why)}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -173,9 +190,8 @@ def run_images(
                 soft_wrap=True,
             )
 
-    photos, videos = [], []
-    for item in items:
-        (videos if item.error is None and is_video(item.source) else photos).append(item)
+    for result in sharp_results:
+        on_result(result)
 
     def on_warning(source: str, message: str) -> None:
         progress.console.print(
@@ -198,6 +214,12 @@ def run_images(
         )
         raise typer.Exit(130) from None
     wall = time.perf_counter() - started
+    if review.report and detector is not None:
+        from deblurcli.cli._review import write_batch_report
+
+        write_batch_report(
+            out_dir, results, estimates, detector, title, _summary_rows(results, wall), err
+        )
     _report(results, wall, out, as_json, shard, found)
     raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
 
@@ -258,20 +280,26 @@ def _restore_claimed_video(
     return result
 
 
+def _summary_rows(results: Sequence, wall: float) -> list[tuple[str, str]]:
+    ok = [r for r in results if r.status == "ok"]
+    megapixels = sum(r.megapixels for r in ok)
+    return [
+        ("files", f"{len(ok)} restored"),
+        ("skipped", str(sum(r.status == "skipped" for r in results))),
+        ("failed", str(sum(r.status == "failed" for r in results))),
+        ("megapixels", f"{megapixels:.1f}"),
+        ("seconds", f"{wall:.1f}"),
+        ("MP/s", f"{megapixels / wall:.2f}" if wall > 0 and ok else "-"),
+    ]
+
+
 def _report(
     results: Sequence, wall: float, console, as_json: bool, shard: Shard | None, found: int
 ) -> None:
     ok = [r for r in results if r.status == "ok"]
     megapixels = sum(r.megapixels for r in ok)
     failed = [r for r in results if r.status == "failed"]
-    rows = [
-        ("files", f"{len(ok)} restored"),
-        ("skipped", str(sum(r.status == "skipped" for r in results))),
-        ("failed", str(len(failed))),
-        ("megapixels", f"{megapixels:.1f}"),
-        ("seconds", f"{wall:.1f}"),
-        ("MP/s", f"{megapixels / wall:.2f}" if wall > 0 and ok else "-"),
-    ]
+    rows = _summary_rows(results, wall)
     if shard is not None:
         rows.append(("shard", f"{shard}: {len(results)} of {found} inputs"))
     summary_table("Summary", rows, console)

@@ -152,6 +152,37 @@ Precision = Annotated[
     ),
 ]
 
+TRIAGE_PANEL = "Triage and review"
+BlurThreshold = Annotated[
+    float | None,
+    typer.Option(
+        "--blur-threshold",
+        metavar="PX",
+        min=0.0,
+        help="Blur extent, px at 1280 px on the longer side, from which a photo counts "
+        "as blurry (default: the shipped detector's, printed by 'deblur triage').",
+        rich_help_panel=TRIAGE_PANEL,
+    ),
+]
+OnlyBlurry = Annotated[
+    bool,
+    typer.Option(
+        "--only-blurry",
+        help="Restore only the photos the blur detector flags (see 'deblur triage'); "
+        "the others are reported as skipped, with their estimate.",
+        rich_help_panel=TRIAGE_PANEL,
+    ),
+]
+Report = Annotated[
+    bool,
+    typer.Option(
+        "--report",
+        help="Write report.html beside the outputs: before/after of every photo, blur "
+        "estimates, times and notes; opens offline.",
+        rich_help_panel=TRIAGE_PANEL,
+    ),
+]
+
 FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp", "heic", "avif")
 
 

@@ -8,6 +8,7 @@ import typer
 
 from deblurcli.cli import _options as opt
 from deblurcli.cli._batch import load_restorer, run_images
+from deblurcli.cli._review import Review
 from deblurcli.errors import UsageError
 from deblurcli.io.output import check_writable_folder
 
@@ -56,6 +57,9 @@ def deblur(
     shard: opt.Shard = None,
     video_codec: opt.VideoCodec = "libx264",
     video_quality: opt.VideoQuality = 17,
+    only_blurry: opt.OnlyBlurry = False,
+    blur_threshold: opt.BlurThreshold = None,
+    report: opt.Report = False,
 ) -> None:
     """Remove camera-shake and motion blur from photographs.
 
@@ -65,6 +69,8 @@ def deblur(
         raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
     part = opt.parse_shard(shard)
     opt.check_model(backbone, "deblur", "--backbone")
+    if blur_threshold is not None and not only_blurry:
+        raise UsageError("--blur-threshold applies to --only-blurry: add it, or leave both out")
     check_writable_folder(output)
 
     restorer, header = load_restorer(
@@ -93,4 +99,5 @@ def deblur(
         video=(video_codec, video_quality),
         verbose=ctx.obj.verbose,
         header=header,
+        review=Review(only_blurry, blur_threshold, report),
     )

@@ -8,6 +8,7 @@ import typer
 
 from deblurcli.cli import _options as opt
 from deblurcli.cli._batch import load_restorer, run_images
+from deblurcli.cli._review import Review
 from deblurcli.errors import UsageError
 from deblurcli.io.output import check_writable_folder
 
@@ -64,6 +65,7 @@ def enhance(
     shard: opt.Shard = None,
     video_codec: opt.VideoCodec = "libx264",
     video_quality: opt.VideoQuality = 17,
+    report: opt.Report = False,
 ) -> None:
     """Improve exposure, contrast and colour of photographs, at full resolution.
 
@@ -101,4 +103,5 @@ def enhance(
         video=(video_codec, video_quality),
         verbose=ctx.obj.verbose,
         header=f"{header}, strength {strength:g}",
+        review=Review(report=report),
     )

@@ -19,6 +19,7 @@ from deblurcli.cli.enhance import enhance
 from deblurcli.cli.score import score
 from deblurcli.cli.synth import synth_blur
 from deblurcli.cli.train import app as train_app
+from deblurcli.cli.triage import triage
 from deblurcli.cli.weights import app as weights_app
 from deblurcli.errors import DeblurError
 
@@ -57,6 +58,7 @@ app.command("deblur", no_args_is_help=True)(deblur)
 app.command("enhance", no_args_is_help=True)(enhance)
 app.command("synth-blur", no_args_is_help=True)(synth_blur)
 app.command("score", no_args_is_help=True)(score)
+app.command("triage", no_args_is_help=True)(triage)
 app.add_typer(train_app, name="train")
 app.add_typer(weights_app, name="weights")
 

@@ -64,6 +64,8 @@ class FileResult:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     traceback: str | None = None
+    blur_before: float | None = None  # blur estimates, px at 1280 (--only-blurry, --report)
+    blur_after: float | None = None
 
     def as_json(self) -> dict:
         """The public fields (no traceback)."""
@@ -75,6 +77,8 @@ class FileResult:
             "megapixels": round(self.megapixels, 4),
             "error": self.error,
             "notes": self.notes,
+            "blur_before": None if self.blur_before is None else round(self.blur_before, 2),
+            "blur_after": None if self.blur_after is None else round(self.blur_after, 2),
         }
 
 
