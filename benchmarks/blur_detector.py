@@ -1,6 +1,7 @@
 """How well and how fast the shipped blur detector finds shaky photos.
 
-Accuracy, on the eight held-out photos (never used to train or calibrate it):
+Accuracy, on the eight held-out photos of ``quality.py`` (never used to train or
+calibrate it):
 each photo through the training recipe's variants (``deblurcli.train.blur_detector``:
 the photo itself, sharp copies with sensor noise, camera shake, linear motion and
 defocus through ``synth-blur``'s camera model), plus shallow depth-of-field
@@ -25,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from quality import DATASETS, HELD_OUT
 
 from deblurcli.models.blur_detector import BlurDetector
 from deblurcli.pipelines.triage import triage
@@ -35,17 +37,6 @@ from deblurcli.train.blur_detector import (
     shallow_focus_examples,
 )
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-HELD_OUT = (
-    "photos/Bridge_by_Sander_Klootwijk",
-    "photos/LadyBird",
-    "photos/Wood",
-    "photos/friends_by_Aitzol_Berasategi",
-    "photos-extra/Road",
-    "photos-extra/bluebird",
-    "photos-extra/casa-mila",
-    "photos-extra/flowers",
-)
 BINS = ((8, 12), (12, 20), (20, 999))
 
 
