@@ -81,15 +81,7 @@ def test_only_blurry_restores_the_shaken_photos_and_skips_the_rest(
     (shoot / "notes.jpg").unlink()
     out = tmp_path / "sharp"
     code, stdout, stderr = run_cli(
-        monkeypatch,
-        capsys,
-        "deblur",
-        str(shoot),
-        "-o",
-        str(out),
-        "--only-blurry",
-        "--json",
-        *FAST,
+        monkeypatch, capsys, "deblur", str(shoot), "-o", str(out), "--only-blurry", "--json", *FAST
     )
     assert code == 0, stderr
     results = {Path(r["input"]).name: r for r in json.loads(stdout)["results"]}
@@ -135,17 +127,8 @@ def test_the_report_opens_offline_in_a_real_browser_with_every_image(
     if browser is None:
         pytest.skip("no Chromium on this machine (Debian: apt install chromium)")
     out = tmp_path / "reviewed"
-    code, _, _ = run_cli(
-        monkeypatch,
-        capsys,
-        "deblur",
-        str(shoot),
-        "-o",
-        str(out),
-        "--only-blurry",
-        "--report",
-        *FAST,
-    )
+    asked = ("deblur", str(shoot), "-o", str(out), "--only-blurry", "--report", *FAST)
+    code, _, _ = run_cli(monkeypatch, capsys, *asked)
     assert code == 1  # notes.jpg
     page = out / "report.html"
     text = page.read_text()
