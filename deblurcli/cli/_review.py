@@ -124,7 +124,9 @@ def write_batch_report(
             )
             has_output = result.output is not None and Path(result.output).is_file()
             if result.status != "failed" and not is_video(Path(result.input)):
-                row.blur_before = estimates.get(result.input, blur_of(Path(result.input), detector))
+                if result.input not in estimates:  # --report without --only-blurry
+                    estimates[result.input] = blur_of(Path(result.input), detector)
+                row.blur_before = estimates[result.input]
                 if has_output:
                     row.blur_after = blur_of(Path(result.output), detector)  # type: ignore[arg-type]
                 else:
