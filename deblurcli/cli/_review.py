@@ -40,15 +40,9 @@ class Review:
 
 def blur_of(path: Path, detector: BlurDetector) -> float | None:
     """The photo's blur estimate, px at 1280 (None when it cannot be read)."""
-    from deblurcli.errors import DeblurError
-    from deblurcli.io.images import read_reduced
-    from deblurcli.ops.blur_estimate import ANALYSIS_SIDE
+    from deblurcli.pipelines.triage import triage_photo
 
-    try:
-        gray, size = read_reduced(path, ANALYSIS_SIDE, gray=True)
-        return detector.estimate(gray[:, :, 0], photo_side=max(size)).reference_pixels
-    except (DeblurError, ValueError):
-        return None
+    return triage_photo(path, detector, detector.threshold).blur_px_1280
 
 
 def select_blurry(
