@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -55,8 +56,8 @@ def triage(
     """
     from deblurcli.io.discovery import discover
     from deblurcli.models.blur_detector import BlurDetector
+    from deblurcli.pipelines.triage import TriageRow, worst_first
     from deblurcli.pipelines.triage import triage as run_triage
-    from deblurcli.pipelines.triage import worst_first
 
     err = stderr_console()
     out = err if as_json else stdout_console()
@@ -72,15 +73,15 @@ def triage(
     readable = [item.source for item in items if item.error is None]
     progress = count_progress(err, "photos")
     task = progress.add_task("triage", total=len(readable), rate="")
+    started = time.perf_counter()
     with progress:
         rows = run_triage(
             readable, detector, threshold, workers, on_row=lambda _: progress.advance(task)
         )
-    from deblurcli.pipelines.triage import TriageRow
-
+    wall = time.perf_counter() - started
     rows += [TriageRow(str(item.source), error=str(item.error)) for item in items if item.error]
     rows = worst_first(rows)
-    _table(rows, threshold, out)
+    _table(rows, threshold, wall, out)
     for row in rows:
         if row.error:
             error_line(err, row.error)
@@ -90,24 +91,25 @@ def triage(
         document = {
             "threshold_px_1280": threshold,
             "results": [row.as_json() for row in rows],
-            "summary": _summary(rows),
+            "summary": _summary(rows, wall),
         }
         typer.echo(json.dumps(document, indent=2))
     raise typer.Exit(1 if any(row.error for row in rows) else 0)
 
 
-def _summary(rows: list) -> dict:
+def _summary(rows: list, wall: float) -> dict:
+    """Counts, and the wall time of the whole run in seconds (photos run in parallel)."""
     return {
         "photos": len(rows),
         "blurry": sum(row.blurry is True for row in rows),
         "sharp": sum(row.blurry is False for row in rows),
         "failed": sum(row.error is not None for row in rows),
-        "seconds": round(sum(row.seconds for row in rows), 3),
+        "seconds": round(wall, 3),
     }
 
 
-def _table(rows: list, threshold: float, console) -> None:
-    summary = _summary(rows)
+def _table(rows: list, threshold: float, wall: float, console) -> None:
+    summary = _summary(rows, wall)
     table = Table(
         title=f"{summary['blurry']} of {summary['photos']} photos blurry "
         f"(threshold {threshold:g} px at 1280 px)",
