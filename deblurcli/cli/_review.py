@@ -78,8 +78,8 @@ def select_blurry(
                 None if item.output is None else str(item.output),
                 "skipped",
                 notes=[f"sharp: blur {blur:.1f} px at 1280 px, under the {threshold:g} px limit"],
+                blur_before=blur,
             )
-            result.blur_before = blur
             skipped.append(result)
     return keep, skipped, estimates
 
