@@ -37,7 +37,7 @@ from quality import DATASETS, HELD_OUT, available_weights, model_method, print_t
 
 def originals(size: int) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 RGB) of the held-out photos, ``size`` px on the long side."""
-    from deblurcli.pipelines.synth import downscale
+    from deblurcli.ops.pairs import downscale
 
     photos = []
     for name in HELD_OUT:

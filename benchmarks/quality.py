@@ -60,8 +60,8 @@ EXTENT_BINS = ((0, 10), (11, 20), (21, 999))
 def build_set(size: int, per_photo: int, seed: int, noise: bool) -> list[dict]:
     """Blurred/sharp uint8 RGB pairs and kernels from the held-out photos, ``size`` px on
     the longer side."""
+    from deblurcli.ops.pairs import Range, SynthSettings, synthesize_pairs
     from deblurcli.ops.synthesis import SynthesisConfig
-    from deblurcli.pipelines.synth import Range, SynthSettings, synthesize_pairs
     from deblurcli.train.data import synth_settings
     from deblurcli.train.presets import FAST_SYNTH
 

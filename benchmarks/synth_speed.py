@@ -71,8 +71,9 @@ def run_reference(folder: Path, out: Path) -> dict:
 
 
 def run_deblurcli(folder: Path, out: Path, naive: bool, workers: int) -> dict:
+    from deblurcli.ops.pairs import SynthSettings
     from deblurcli.ops.synthesis import SynthesisConfig
-    from deblurcli.pipelines.synth import SynthSettings, build_dataset
+    from deblurcli.pipelines.synth import build_dataset
 
     paths = sorted(folder.glob("*.png"))
     config = (

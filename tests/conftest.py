@@ -150,8 +150,9 @@ def small_photos(tmp_path_factory, photos) -> Path:
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory, small_photos) -> Path:
     """A synth-blur dataset of Gaussian-blurred 96 px pairs (train/ and val/)."""
+    from deblurcli.ops.pairs import KernelOptions, Range, SynthSettings
     from deblurcli.ops.synthesis import SynthesisConfig
-    from deblurcli.pipelines.synth import KernelOptions, Range, SynthSettings, build_dataset
+    from deblurcli.pipelines.synth import build_dataset
 
     root = tmp_path_factory.mktemp("data") / "ds"
     settings = SynthSettings(

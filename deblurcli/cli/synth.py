@@ -157,13 +157,9 @@ def synth_blur(
     Example: deblur synth-blur ./sharp_photos -o ./dataset --per-image 4 --crop 256x256
     """
     from deblurcli.io.discovery import discover
+    from deblurcli.ops.pairs import KERNEL_TYPES, KernelOptions, SynthSettings
     from deblurcli.ops.synthesis import SynthesisConfig
-    from deblurcli.pipelines.synth import (
-        KERNEL_TYPES,
-        KernelOptions,
-        SynthSettings,
-        build_dataset,
-    )
+    from deblurcli.pipelines.synth import build_dataset
 
     if append and overwrite:
         raise UsageError("--append and --overwrite exclude each other: choose one")
@@ -273,7 +269,7 @@ def _parse_quality(text: str | None) -> tuple[int, int] | None:
 
 
 def _range(flag: str, text: str, minimum: float | None = None, maximum: float | None = None):
-    from deblurcli.pipelines.synth import Range
+    from deblurcli.ops.pairs import Range
 
     try:
         value = Range.parse(text)

@@ -160,7 +160,7 @@ def train(
         return
     from deblurcli.device import resolve_device
     from deblurcli.errors import UsageError
-    from deblurcli.pipelines.synth import Range
+    from deblurcli.ops.pairs import Range
     from deblurcli.train.data import find_data
     from deblurcli.train.loop import Trainer
     from deblurcli.train.presets import resolve

@@ -49,9 +49,9 @@ from deblurcli.ops.blur_estimate import (
     tile_grid,
 )
 from deblurcli.ops.color import linear_to_srgb, srgb_to_linear
+from deblurcli.ops.pairs import KernelOptions, Range, SynthSettings, downscale
+from deblurcli.ops.pairs import synthesize_pairs as synthesize
 from deblurcli.ops.synthesis import SynthesisConfig
-from deblurcli.pipelines.synth import KernelOptions, Range, SynthSettings, downscale
-from deblurcli.pipelines.synth import synthesize_pairs as synthesize
 
 # Longer sides, px, the photos are shrunk to before blurring.
 PHOTO_SIDES = (1024, 1600)

@@ -30,8 +30,7 @@ from deblurcli.errors import InputImageError, UsageError
 from deblurcli.io.discovery import list_images
 from deblurcli.io.images import peek_size, read_image
 from deblurcli.ops.degrade import DegradeConfig, degrade
-from deblurcli.ops.synthesis import SynthesisConfig
-from deblurcli.pipelines.synth import (
+from deblurcli.ops.pairs import (
     KernelOptions,
     Range,
     SynthSettings,
@@ -39,6 +38,7 @@ from deblurcli.pipelines.synth import (
     downscale,
     synthesize_pairs,
 )
+from deblurcli.ops.synthesis import SynthesisConfig
 
 if TYPE_CHECKING:
     from deblurcli.train.presets import TrainConfig

@@ -31,7 +31,7 @@ from deblurcli.errors import UsageError, WeightsError
 from deblurcli.io.output import atomic_path
 from deblurcli.models import build_model, get_spec, list_models
 from deblurcli.models._builder import load_model, save_weights
-from deblurcli.pipelines.synth import derived_seed
+from deblurcli.ops.pairs import derived_seed
 from deblurcli.train.data import (
     Source,
     TrainingPairs,

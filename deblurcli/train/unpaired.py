@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from deblurcli.errors import UsageError
 from deblurcli.models import build_model
-from deblurcli.pipelines.synth import derived_seed
+from deblurcli.ops.pairs import derived_seed
 from deblurcli.train.data import (
     Source,
     check_sizes,

@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 
 from deblurcli.errors import UsageError
+from deblurcli.ops.pairs import KernelOptions, Range, SynthSettings, downscale
 from deblurcli.ops.synthesis import SynthesisConfig
-from deblurcli.pipelines.synth import (
-    KernelOptions,
-    Range,
-    SynthSettings,
-    build_dataset,
-    downscale,
-    pair_name,
-    plan_sources,
-)
+from deblurcli.pipelines.synth import build_dataset, pair_name, plan_sources
 
 NO_NOISE = SynthesisConfig(noise=False)
 

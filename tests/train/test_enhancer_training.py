@@ -12,7 +12,7 @@ import torch
 from deblurcli.errors import UsageError
 from deblurcli.models._builder import load_model
 from deblurcli.ops.degrade import DegradeConfig, apply_degradation, draw_degradation
-from deblurcli.pipelines.synth import derived_seed
+from deblurcli.ops.pairs import derived_seed
 from deblurcli.train.data import TrainingPairs, ValidationPairs, find_data
 from deblurcli.train.loop import Trainer
 from deblurcli.train.presets import resolve
