@@ -41,7 +41,7 @@ def served(http_server, weights_bytes, tmp_path, monkeypatch) -> hub.WeightsEntr
         size=len(weights_bytes),
     )
     real_manifest = hub.manifest()
-    monkeypatch.setattr(hub, "manifest", lambda: {**real_manifest, entry.name: entry})
+    monkeypatch.setattr(hub.store, "manifest", lambda: {**real_manifest, entry.name: entry})
     return entry
 
 
@@ -76,12 +76,12 @@ def test_mirrors_fall_back_past_a_404_a_web_page_and_a_wrong_file(
     wrong = http_server.add("/wrong", weights_bytes[::-1])
     good = served.urls[0]
     entry = replace(served, urls=(dead, page, wrong, good))
-    monkeypatch.setattr(hub, "manifest", lambda: {entry.name: entry})
+    monkeypatch.setattr(hub.store, "manifest", lambda: {entry.name: entry})
     path = hub.resolve_weights(entry.name)
     assert path.read_bytes() == weights_bytes
     hub.location(entry).unlink()
     failing = replace(entry, urls=(dead, page, wrong))
-    monkeypatch.setattr(hub, "manifest", lambda: {failing.name: failing})
+    monkeypatch.setattr(hub.store, "manifest", lambda: {failing.name: failing})
     with pytest.raises(DownloadError) as error:
         hub.resolve_weights(failing.name)
     assert all(url in str(error.value) for url in (dead, page, wrong))
@@ -200,7 +200,7 @@ def test_plain_http_from_another_host_needs_a_hash(monkeypatch):
     def fetch(target, on_progress):  # with a hash, the download is tried
         raise DownloadError(f"tried {target.urls[0]}")
 
-    monkeypatch.setattr(hub, "fetch", fetch)
+    monkeypatch.setattr(hub.resolve, "fetch", fetch)
     with pytest.raises(DownloadError, match=f"tried {url}"):
         hub.download_url(url, "sha256:" + "0" * 64)
 
@@ -213,7 +213,7 @@ def test_no_network_gives_the_url_and_the_import_command(served, monkeypatch):
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/fpn.h5"
     unreachable = hub.WeightsEntry(**{**served.as_json(), "urls": (closed,), "name": "gone"})
     real_manifest = hub.manifest()
-    monkeypatch.setattr(hub, "manifest", lambda: {**real_manifest, "gone": unreachable})
+    monkeypatch.setattr(hub.store, "manifest", lambda: {**real_manifest, "gone": unreachable})
     with pytest.raises(DownloadError) as error:
         hub.resolve_weights("gone")
     message = str(error.value)
