@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from deblurcli.models._builder import WeightsInfo
     from deblurcli.models.layers import PaddedGenerator
 
+
 def _load_checkpoint(source: Path) -> tuple[PaddedGenerator, WeightsInfo, dict[str, str]]:
     """The model a checkpoint holds, what it is, and the header strings worth keeping."""
     from deblurcli.models._builder import load_model

@@ -25,13 +25,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from deblurcli import metrics
 from deblurcli.device import resolve_training_precision
 from deblurcli.errors import UsageError, WeightsError
-from deblurcli.io.output import atomic_path
 from deblurcli.models import build_model, get_spec, list_models
 from deblurcli.models._builder import load_model, save_weights
 from deblurcli.ops.pairs import derived_seed
+from deblurcli.train.checkpoint import CHECKPOINT, Stateful, load_run_state, save_run_state
 from deblurcli.train.data import (
     Source,
     TrainingPairs,
@@ -43,8 +42,7 @@ from deblurcli.train.data import (
 from deblurcli.train.gan import Adversary
 from deblurcli.train.losses import CONTENT_LOSSES, PerceptualLoss, VGG19Conv33
 from deblurcli.train.presets import TrainConfig
-
-CHECKPOINT = "last.pt"
+from deblurcli.train.validation import validation_scores
 
 
 @dataclass(frozen=True)
@@ -96,12 +94,6 @@ def start_as_identity(model: torch.nn.Module) -> torch.nn.Module:
         if last.bias is not None:
             last.bias.zero_()
     return model
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` that leaves the previous checkpoint whole if it fails."""
-    with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
 
 
 class Trainer:
@@ -244,12 +236,23 @@ class Trainer:
             )
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, _lr_factor(config))
 
-    def _extra_state(self) -> dict:
-        """More to checkpoint (subclasses with more networks)."""
-        return {}
+    def _stateful_parts(self) -> dict[str, Stateful]:
+        """Everything a checkpoint holds, by its key in ``last.pt`` (subclasses with more
+        networks add theirs)."""
+        parts: dict[str, Stateful] = {
+            "model": self.model,
+            "ema": self.ema,
+            "opt_g": self.opt_g,
+            "sched_g": self.sched_g,
+            "scaler": self.scaler,
+        }
+        if self.adversary is not None:
+            assert self.opt_d is not None and self.sched_d is not None
+            parts.update(critics=self.adversary, opt_d=self.opt_d, sched_d=self.sched_d)
+        return parts
 
-    def _load_extra_state(self, state: dict) -> None:
-        """Restore what :meth:`_extra_state` saved."""
+    def _after_load(self) -> None:
+        """Re-establish what a checkpoint cannot hold (subclasses sharing parameters)."""
 
     def _check_run_folder(
         self, config: TrainConfig, resume: bool, resume_steps: int | None
@@ -409,21 +412,11 @@ class Trainer:
         for averaged, current in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             averaged.copy_(current)
 
-    @torch.no_grad()
     def _validate(self, keep_best: bool = True) -> dict[str, float] | None:
         if self.val_set is None or self.rank != 0:
             return None
         self.ema.eval()
-        psnr, ssim, l1, count = 0.0, 0.0, 0.0, 0
-        for index in range(len(self.val_set)):
-            blurred, sharp = (t[None].to(self.device) for t in self.val_set[index])
-            restored = self.ema(blurred).clamp(-1, 1)
-            pred, target = (restored + 1) / 2, (sharp + 1) / 2
-            psnr += float(metrics.psnr(pred, target)[0])
-            ssim += float(metrics.ssim(pred, target)[0])
-            l1 += float((restored - sharp).abs().mean())
-            count += 1
-        scores = {"psnr": psnr / count, "ssim": ssim / count, "l1": l1 / count}
+        scores = validation_scores(self.ema, self.val_set, self.device)
         if keep_best and scores["psnr"] > self.best_psnr:
             self.best_psnr = scores["psnr"]
             self._export(self.run_dir / "best.safetensors", scores)
@@ -454,47 +447,18 @@ class Trainer:
             if self.world > 1:
                 dist.barrier()
             return
-        state = {
-            "step": self.step,
-            "architecture": self.config.model,
-            "best_psnr": self.best_psnr,
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": torch.get_rng_state(),
-        }
-        if self.adversary is not None:
-            state.update(
-                critics=self.adversary.state_dict(),
-                opt_d=self.opt_d.state_dict(),
-                sched_d=self.sched_d.state_dict(),
-            )
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        state.update(self._extra_state())
-        _atomic_save(state, self.run_dir / CHECKPOINT)
+        save_run_state(
+            self.run_dir / CHECKPOINT,
+            self.step,
+            self.config.model,
+            self.best_psnr,
+            self._stateful_parts(),
+        )
         self._export(self.run_dir / "last.safetensors", None)
         if self.world > 1:
             dist.barrier()
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["architecture"] != self.config.model:
-            raise WeightsError(f"is a {state['architecture']!r} checkpoint", path)
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.adversary is not None:
-            self.adversary.load_state_dict(state["critics"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
-        self._load_extra_state(state)
-        torch.set_rng_state(state["rng"].cpu())
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        self.step = int(state["step"])
-        self.best_psnr = float(state["best_psnr"])
+        parts = self._stateful_parts()
+        self.step, self.best_psnr = load_run_state(path, self.device, self.config.model, parts)
+        self._after_load()

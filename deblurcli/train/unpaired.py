@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from deblurcli.errors import UsageError
 from deblurcli.models import build_model
 from deblurcli.ops.pairs import derived_seed
+from deblurcli.train.checkpoint import Stateful
 from deblurcli.train.data import (
     Source,
     check_sizes,
@@ -150,15 +151,14 @@ class UnpairedTrainer(Trainer):
         self.adversary = nn.ModuleDict({"target": critic(), "source": critic()})
         self._make_optimisers(_unique_parameters(self.model, self.backward_model, *self.twins))
 
-    def _extra_state(self) -> dict:
+    def _stateful_parts(self) -> dict[str, Stateful]:
         return {
-            "backward_model": self.backward_model.state_dict(),
-            "twins": self.twins.state_dict(),
+            **super()._stateful_parts(),
+            "backward_model": self.backward_model,
+            "twins": self.twins,
         }
 
-    def _load_extra_state(self, state: dict) -> None:
-        self.backward_model.load_state_dict(state["backward_model"])
-        self.twins.load_state_dict(state["twins"])
+    def _after_load(self) -> None:
         share_convolutions(self.model, self.twins[0])
         share_convolutions(self.backward_model, self.twins[1])
 
