@@ -21,7 +21,7 @@ from deblurcli.models.blur_detector import ARCHITECTURE as BLUR_DETECTOR_ARCHITE
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [e for e in hub.manifest().values() if not e.urls]
-# Architectures without learned parameters: their files hold settings only.
+# Not trained by deblur train: the blind deconvolution's settings and refiner (own test below).
 SETTINGS_ONLY = {"deconv"}
 # Not a restorer: the blur detector of deblur triage (its own test below).
 DETECTOR = BLUR_DETECTOR_ARCHITECTURE
@@ -57,17 +57,24 @@ def test_the_blind_deconvolution_settings_ship_documented_and_as_the_default():
     path = hub.location(entry)
     assert path.stat().st_size == entry.size and file_digest(path) == entry.digest
     with safe_open(str(path), "pt") as f:
-        assert list(f.keys()) == []  # nothing learned: the header holds the settings
+        keys = list(f.keys())
+        dtypes = {f.get_tensor(k).dtype for k in keys}
+    assert keys and all(k.startswith("refiner.") for k in keys) and dtypes == {torch.float16}
     model, info = load_model(path)
     assert info.architecture == "deconv" and not model.local
     assert get_spec("deconv").default_weights == entry.name
     from deblurcli.models.blind import BlindDeconvolution
 
     assert isinstance(model, BlindDeconvolution) and model.iterations == 10
+    assert model.refiner is not None
     training = entry.training
     held_out = [name.split(" (")[0] for name in training["held_out"].replace(";", ",").split(", ")]
     assert len(held_out) == 8 and not any(name in training["photographs"] for name in held_out)
     assert any(c.startswith("python benchmarks/quality.py") for c in training["commands"])
+    assert any(c.startswith("python -m deblurcli.train.deconv_refiner") for c in
+               training["commands"])  # fmt: skip
+    validation = training["validation"]
+    assert validation["best"]["gain_db"] > validation["before"]["gain_db"]  # the refiner helps
 
 
 def test_the_blur_detector_ships_intact_and_documented():

@@ -28,14 +28,14 @@ def resnet() -> deblurgan_v1.ResnetGenerator:
     return deblurgan_v1.ResnetGenerator(ngf=64, n_blocks=9)
 
 
-# No learned parameters: the class itself is the entry function; its options are
-# the settings stored in deblurcli-deconv.
+# The class itself is the entry function; its options are the settings stored in
+# deblurcli-deconv, which also holds the refiner's weights.
 register_model(
     "deconv",
     task="deblur",
     memory_per_pixel=400,
     description="Blind deconvolution: one shake kernel estimated per photo, inverted with a "
-    "sparse gradient prior (no learned parameters)",
+    "sparse gradient prior, then cleaned up by a small learned refiner (0.79 M parameters)",
     default_weights="deblurcli-deconv",
 )(blind.BlindDeconvolution)
 

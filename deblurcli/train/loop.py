@@ -81,7 +81,7 @@ def _follow_schedule(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["initial_lr"] * factor
 
 
-# Registered models without learned parameters.
+# Registered models that deblur train does not train end to end.
 UNTRAINABLE = ("deconv",)
 
 
@@ -121,8 +121,9 @@ class Trainer:
         trainable = [name for name in list_models() if name not in UNTRAINABLE]
         if config.model in UNTRAINABLE:
             raise UsageError(
-                f"--model {config.model} has no learned parameters, so there is nothing to "
-                f"train (benchmarks/quality.py scores its settings): use {', '.join(trainable)}"
+                f"--model {config.model} is not trained end to end: its refiner learns from "
+                "the deconvolution's own output (python -m deblurcli.train.deconv_refiner, "
+                f"see docs/train.md); deblur train takes {', '.join(trainable)}"
             )
         if config.model not in list_models():
             raise UsageError(f"unknown --model {config.model!r}: use {', '.join(trainable)}")

@@ -95,7 +95,7 @@ def test_export_of_a_run_without_validation_takes_the_last_weights(
         (["--preset", "nope"], "unknown preset"),
         (["--steps", "3", "--epochs", "1"], "exclude each other"),
         (["--model", "enhancer"], "unknown --model"),
-        (["--model", "deconv"], "has no learned parameters"),
+        (["--model", "deconv"], "is not trained end to end"),
     ],
 )
 def test_bad_options_are_usage_errors(monkeypatch, capsys, tmp_path, dataset, extra, message):

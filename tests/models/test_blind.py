@@ -54,9 +54,10 @@ def test_it_estimates_the_shake_and_sharpens_the_photo(scene):
     with torch.inference_mode():
         context = model.global_features(blurred)
         restored = model.forward_with_context(blurred, context)
-    assert context.shape == (1, 1 + 15 * 15, 1, 1)
+    assert context.shape == (1, 2 + 15 * 15, 1, 1)
     assert abs(float(context[0, 0]) / 0.003 - 1) < 0.5  # σ of the noise, in [0, 1] units
-    estimate = context[0, 1:, 0, 0].reshape(15, 15)
+    assert float(context[0, 1]) == 1.0  # the photo is smaller than the working size
+    estimate = context[0, 2:, 0, 0].reshape(15, 15)
     truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
     assert float((estimate - truth).abs().sum()) < 1.0  # a delta is 1.8 apart
     before, after = _psnr(blurred, scene), _psnr(restored, scene)
@@ -71,7 +72,8 @@ def test_the_kernel_is_estimated_on_a_working_copy_and_scaled_back(scene):
     model = BlindDeconvolution(kernel_size=11, work_size=200, iterations=5).eval()
     with torch.inference_mode():
         context = model.global_features(blurred)
-    estimate = context[0, 1:, 0, 0].reshape(23, 23)  # odd(11 / 0.5)
+    assert float(context[0, 1]) == 0.5
+    estimate = context[0, 2:, 0, 0].reshape(23, 23)  # odd(11 / 0.5)
     axis = torch.arange(23, dtype=torch.float32) - 11
     spread_x = math.sqrt(float((estimate.sum(0) * axis.square()).sum()))
     spread_y = math.sqrt(float((estimate.sum(1) * axis.square()).sum()))
@@ -85,7 +87,7 @@ def test_kernel_sharpening_raises_the_estimate_to_its_power(scene):
     for power in (1.0, 2.0):
         model = BlindDeconvolution(**SMALL, kernel_sharpening=power).eval()
         with torch.inference_mode():
-            kernels.append(model.global_features(blurred)[0, 1:, 0, 0])
+            kernels.append(model.global_features(blurred)[0, 2:, 0, 0])
     plain, sharpened = kernels
     torch.testing.assert_close(sharpened, plain.square() / plain.square().sum())
     assert float(sharpened.max()) > float(plain.max())  # thinner: more mass on its ridge
@@ -152,4 +154,60 @@ def test_the_kernel_context_stays_float32_for_bf16_images(scene):
         exact = model.global_features(blurred)
         from_bf16 = model.global_features(blurred.bfloat16())
     assert from_bf16.dtype == torch.float32 and exact.dtype == torch.float32
-    assert float(from_bf16[0, 1:].sum()) == pytest.approx(1.0, abs=1e-5)  # still sums to 1
+    assert float(from_bf16[0, 2:].sum()) == pytest.approx(1.0, abs=1e-5)  # still sums to 1
+
+
+REFINED = {**SMALL, "refiner_widths": [8, 8, 8], "refiner_blocks": [1, 1, 1]}
+
+
+def _with_live_refiner(config: dict) -> BlindDeconvolution:
+    """The model of ``config`` with a refiner whose last layer is not zero (not the identity)."""
+    torch.manual_seed(3)
+    model = build_model("deconv", config).eval()
+    torch.nn.init.normal_(model.refiner.tail.weight, std=0.05)
+    return model
+
+
+def test_a_new_refiner_leaves_the_deconvolution_as_it_is(scene):
+    blurred = _shake(scene, linear_kernels(9.0, 30.0)[0].float())
+    plain, refined = build_model("deconv", SMALL).eval(), build_model("deconv", REFINED).eval()
+    with torch.inference_mode():
+        assert torch.equal(plain(blurred), refined(blurred))  # its last layer starts at zero
+
+
+@pytest.mark.parametrize("size", [(37, 91), (1, 1)])
+def test_a_refined_model_takes_any_size(size):
+    model = _with_live_refiner({**REFINED, "kernel_size": 7, "work_size": 128})
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.inference_mode():
+        output = model(image)
+        plain = BlindDeconvolution(kernel_size=7, work_size=128, iterations=5).eval()(image)
+    assert output.shape == image.shape and bool(torch.isfinite(output).all())
+    if size != (1, 1):
+        assert float((output - plain).abs().max()) > 1e-3  # the refiner took part
+
+
+def test_the_refiner_runs_only_where_the_kernel_keeps_its_working_scale():
+    """A photo larger than the working size (its kernel enlarged) gets the deconvolution
+    alone; a smaller one is refined whole, padded to a multiple of 4."""
+    model = _with_live_refiner({**REFINED, "kernel_size": 7, "work_size": 64})
+    plain = BlindDeconvolution(kernel_size=7, work_size=64, iterations=5).eval()
+    seen = []
+    model.refiner.head.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].shape))
+    big = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(model(big), plain(big))
+        model(torch.rand(1, 3, 37, 50) * 2 - 1)
+    assert seen == [(1, 6, 40, 52)]
+
+
+def test_export_and_import_keep_the_refiner(tmp_path, scene):
+    model = _with_live_refiner(REFINED)
+    path = tmp_path / "refined.safetensors"
+    save_weights(model, path, "deconv", REFINED)
+    loaded, _ = load_model(path)
+    assert isinstance(loaded, BlindDeconvolution) and loaded.refiner is not None
+    assert loaded.refiner.widths == (8, 8, 8)
+    blurred = _shake(scene, linear_kernels(7.0, 60.0)[0].float())
+    with torch.inference_mode():
+        assert torch.equal(model(blurred), loaded.eval()(blurred))
