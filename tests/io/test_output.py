@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deblurcli.io.output import atomic_path
-from deblurcli.train import loop
+from deblurcli.train import checkpoint
 
 
 def test_success_renames_into_place_with_shared_permissions(tmp_path):
@@ -23,15 +23,15 @@ def test_success_renames_into_place_with_shared_permissions(tmp_path):
 
 def test_a_failed_checkpoint_save_keeps_the_previous_one_and_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    loop._atomic_save({"step": 1}, path)
+    checkpoint.save_run_state(path, 1, "mobilenet", 20.0, {})
 
     def disk_full(obj, file):
         file.write_bytes(b"half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(loop.torch, "save", disk_full)
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space"):
-        loop._atomic_save({"step": 2}, path)
+        checkpoint.save_run_state(path, 2, "mobilenet", 21.0, {})
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
