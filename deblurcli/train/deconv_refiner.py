@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -93,7 +92,6 @@ def make_triple(path: Path, seed: int, deconvolution: Path, cache: Path) -> Trip
     """The triple of ``path`` blurred with ``seed``, read from ``cache`` when it is there."""
     cached = cache / f"{path.parent.name}_{path.stem}-s{seed}.npz"
     if not cached.exists():
-        torch.set_num_threads(1)
         pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if pixels is None:
             raise ValueError(f"{path}: not an image OpenCV can read")
@@ -126,7 +124,8 @@ def make_triples(
     cache.mkdir(parents=True, exist_ok=True)
     jobs = [(path, seed * 100_000 + index * 1000) for seed in seeds
             for index, path in enumerate(photos)]  # fmt: skip
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # One thread per worker: the workers share the cores.
+    with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = [pool.submit(make_triple, path, s, deconvolution, cache) for path, s in jobs]
         return [future.result() for future in futures]
 
@@ -315,7 +314,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = torch.device(args.device)
     autocast = resolve_training_precision(args.precision, device)
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     photos = sorted(
         (p for folder in args.photos for p in list_images(folder)
          if p.stem not in set(args.exclude)),
