@@ -41,6 +41,7 @@ from deblurcli.models._builder import load_model, save_weights
 from deblurcli.models.blind import BlindDeconvolution
 from deblurcli.models.refiner import DeconvRefiner
 from deblurcli.ops.blur_estimate import kernel_extent
+from deblurcli.ops.color import pixels_to_tensor
 from deblurcli.ops.pairs import SynthSettings, downscale, synthesize_pairs
 from deblurcli.ops.synthesis import SynthesisConfig
 from deblurcli.train.checkpoint import CHECKPOINT, load_run_state, save_run_state
@@ -131,8 +132,8 @@ def make_triples(
 
 
 def _tensor(pixels: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 127.5 - 1
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1], the refiner's range."""
+    return pixels_to_tensor(pixels) * 2 - 1
 
 
 def sample_batch(
