@@ -22,10 +22,12 @@ from deblurcli.cli._console import (
     stdout_console,
     summary_table,
 )
+from deblurcli.cli._options import parse_shard
 from deblurcli.cli._review import Review
 from deblurcli.errors import DeblurError, UsageError
 
 if TYPE_CHECKING:
+    from deblurcli.cli._options import BatchCommandOptions
     from deblurcli.io.discovery import Shard, WorkItem
     from deblurcli.pipelines.batch import FileResult
     from deblurcli.pipelines.restore import Restorer
@@ -37,13 +39,11 @@ def load_restorer(
     architecture: str | None,
     default_architecture: str,
     weights: str | None,
-    device: str,
-    precision: str,
-    tile: int,
-    overlap: int,
+    batch: BatchCommandOptions,
     strength: float = 1.0,
 ) -> tuple[Restorer, str]:
-    """Resolve the weights (downloading with a progress bar), load them, build the Restorer.
+    """Resolve the weights (downloading with a progress bar), load them, build the Restorer
+    on ``batch``'s device, precision and tiles.
 
     Returns:
         The restorer and a one-line header saying what runs where.
@@ -67,10 +67,10 @@ def load_restorer(
             weights,
             task=task,
             architecture=architecture,
-            device=device,
-            precision=precision,
-            tile=tile,
-            overlap=overlap,
+            device=batch.device,
+            precision=batch.precision,
+            tile=batch.tile,
+            overlap=batch.tile_overlap,
             strength=strength,
             on_bytes=on_bytes,
         )
@@ -92,24 +92,17 @@ def run_images(
     *,
     title: str,
     inputs: Sequence[str],
-    out_dir: Path,
     restorer: object,
-    fmt: str,
-    quality: int,
-    suffix: str,
-    recursive: bool,
-    overwrite: bool,
-    side_by_side: bool,
-    as_json: bool,
+    batch: BatchCommandOptions,
     verbose: bool,
     header: str,
-    shard: Shard | None = None,
-    video: tuple[str, int] = ("libx264", 17),
-    review: Review = Review(),
+    only_blurry: bool = False,
+    blur_threshold: float | None = None,
 ) -> None:
-    """Discover inputs (only ``shard``'s part of them, when given), run the batch with a
-    progress bar, report, and exit with the right code. ``review`` adds
-    ``--only-blurry`` (sharp photos skipped) and ``--report`` (report.html).
+    """Discover inputs (only ``--shard``'s part of them, when given), run the batch with a
+    progress bar, report, and exit with the right code. ``only_blurry`` skips the photos
+    the blur detector finds sharp (at ``blur_threshold``, or the detector's own);
+    ``batch.report`` writes report.html.
 
     Raises:
         typer.Exit: 0 when nothing failed, 1 when some inputs failed, 130 on Ctrl-C.
@@ -119,9 +112,20 @@ def run_images(
     from deblurcli.pipelines.batch import BatchOptions, run_batch
     from deblurcli.pipelines.video import is_video
 
+    shard = parse_shard(batch.shard)
+    out_dir, as_json, overwrite = batch.output, batch.as_json, batch.overwrite
+    review = Review(only_blurry, blur_threshold, batch.report)
     err = stderr_console()
     out = err if as_json else stdout_console()
-    items = discover(inputs, out_dir, fmt, suffix, recursive, skipped_file_warner(err), videos=True)
+    items = discover(
+        inputs,
+        out_dir,
+        batch.fmt,
+        batch.suffix,
+        batch.recursive,
+        skipped_file_warner(err),
+        videos=True,
+    )
     if not items:
         inside = [i for i in inputs if Path(i).resolve().is_relative_to(out_dir.resolve())]
         if inside:
@@ -151,7 +155,7 @@ def run_images(
     sizes = {
         item.source: peek_megapixels(item.source) for item in photos + videos if item.error is None
     }
-    options = BatchOptions(fmt, quality, overwrite, side_by_side)
+    options = BatchOptions(batch.fmt, batch.quality, overwrite, batch.side_by_side)
     results: list[FileResult] = []
     started = time.perf_counter()
     progress = megapixel_progress(err)
@@ -204,6 +208,7 @@ def run_images(
         with progress:
             run_batch(photos, restorer, options, on_result, on_warning)  # type: ignore[arg-type]
         for item in videos:
+            video = (batch.video_codec, batch.video_quality)
             on_result(_restore_video(item, restorer, overwrite, video, err))
     except KeyboardInterrupt:
         done = sum(r.status == "ok" for r in results)

@@ -8,17 +8,15 @@ import typer
 
 from deblurcli.cli import _options as opt
 from deblurcli.cli._batch import load_restorer, run_images
-from deblurcli.cli._review import Review
-from deblurcli.errors import UsageError
-from deblurcli.io.output import check_writable_folder
 
 MODEL_PANEL = "Model"
 
 
+@opt.with_batch_options
 def enhance(
     ctx: typer.Context,
     inputs: opt.Inputs,
-    output: opt.OutputDir,
+    batch: opt.BatchCommandOptions,
     strength: Annotated[
         float,
         typer.Option(
@@ -51,57 +49,26 @@ def enhance(
             ".safetensors file or an https URL (default: the --model's shipped weights).",
         ),
     ] = None,
-    tile: opt.Tile = 0,
-    tile_overlap: opt.TileOverlap = 64,
-    device: opt.Device = "auto",
-    precision: opt.Precision = "auto",
-    recursive: opt.Recursive = False,
-    fmt: opt.Format = "keep",
-    quality: opt.Quality = 95,
-    suffix: opt.Suffix = "",
-    overwrite: opt.Overwrite = False,
-    side_by_side: opt.SideBySide = False,
-    as_json: opt.Json = False,
-    shard: opt.Shard = None,
-    video_codec: opt.VideoCodec = "libx264",
-    video_quality: opt.VideoQuality = 17,
-    report: opt.Report = False,
 ) -> None:
     """Improve exposure, contrast and colour of photographs, at full resolution.
 
     Examples: deblur enhance ./photos -o ./enhanced; deblur enhance ./photos -o ./out --model dpe
     """
-    if fmt not in opt.FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(opt.FORMATS)}")
-    part = opt.parse_shard(shard)
-    check_writable_folder(output)
+    batch.check()
     opt.check_model(model, "enhance", "--model")
     restorer, header = load_restorer(
         task="enhance",
         architecture=model,
         default_architecture="curves",
         weights=weights,
-        device=device,
-        precision=precision,
-        tile=tile,
-        overlap=tile_overlap,
+        batch=batch,
         strength=strength,
     )
     run_images(
         title="Enhancing",
         inputs=inputs,
-        out_dir=output,
         restorer=restorer,
-        fmt=fmt,
-        quality=quality,
-        suffix=suffix,
-        recursive=recursive,
-        overwrite=overwrite,
-        side_by_side=side_by_side,
-        as_json=as_json,
-        shard=part,
-        video=(video_codec, video_quality),
+        batch=batch,
         verbose=ctx.obj.verbose,
         header=f"{header}, strength {strength:g}",
-        review=Review(report=report),
     )
