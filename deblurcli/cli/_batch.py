@@ -207,8 +207,8 @@ def run_images(
     try:
         with progress:
             run_batch(photos, restorer, options, on_result, on_warning)  # type: ignore[arg-type]
+        video = (batch.video_codec, batch.video_quality)
         for item in videos:
-            video = (batch.video_codec, batch.video_quality)
             on_result(_restore_video(item, restorer, overwrite, video, err))
     except KeyboardInterrupt:
         done = sum(r.status == "ok" for r in results)
