@@ -57,9 +57,12 @@ HELD_OUT = (
 EXTENT_BINS = ((0, 10), (11, 20), (21, 999))
 
 
-def build_set(size: int, per_photo: int, seed: int, noise: bool) -> list[dict]:
-    """Blurred/sharp uint8 RGB pairs and kernels from the held-out photos, ``size`` px on
-    the longer side."""
+def build_set(
+    size: int, per_photo: int, seed: int, noise: bool, photos: tuple[str, ...] = HELD_OUT
+) -> list[dict]:
+    """Blurred/sharp uint8 RGB pairs and kernels from ``photos`` (names under
+    ``DATASETS``, without ``.jpg``; the held-out ones by default), ``size`` px on the
+    longer side."""
     from deblurcli.ops.pairs import Range, SynthSettings, synthesize_pairs
     from deblurcli.ops.synthesis import SynthesisConfig
     from deblurcli.train.data import synth_settings
@@ -80,7 +83,7 @@ def build_set(size: int, per_photo: int, seed: int, noise: bool) -> list[dict]:
     )
     assert settings.kernels.max_len == Range(15.0, 100.0)
     pairs = []
-    for number, name in enumerate(HELD_OUT):
+    for number, name in enumerate(photos):
         image = cv2.imread(str(DATASETS / f"{name}.jpg"))[:, :, ::-1]
         height, width = image.shape[:2]
         scale = size / max(height, width)
@@ -260,6 +263,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--noise", action="store_true", help="sensor noise on the blurred inputs")
     parser.add_argument(
+        "--photos",
+        nargs="+",
+        default=list(HELD_OUT),
+        metavar="FOLDER/STEM",
+        help="photos under ../shared/datasets instead of the held-out ones, e.g. to choose "
+        "settings on training photos (photos-extra/Dune)",
+    )
+    parser.add_argument(
         "--no-baselines", action="store_true", help="only the blurred input and the weights"
     )
     parser.add_argument(
@@ -268,7 +279,8 @@ def main() -> None:
         help="write a PNG: input | first --weights | sharp, for its best, median and worst pair",
     )
     args = parser.parse_args()
-    pairs = build_set(args.size, args.per_photo, args.seed, args.noise)
+    photos = tuple(args.photos)
+    pairs = build_set(args.size, args.per_photo, args.seed, args.noise, photos)
     methods = {"blurred input": lambda pair: pair["blurred"]}
     if not args.no_baselines:
         methods["unsharp mask"] = unsharp
@@ -278,8 +290,9 @@ def main() -> None:
     for weights in available_weights("deblur") if args.weights is None else args.weights:
         methods[weights] = model_method(weights)
     extents = sorted(pair["extent"] for pair in pairs)
+    which = "held-out" if photos == HELD_OUT else "chosen"
     print(
-        f"{len(pairs)} pairs from {len(HELD_OUT)} held-out photos, {args.size} px on the longer "
+        f"{len(pairs)} pairs from {len(photos)} {which} photos, {args.size} px on the longer "
         f"side, seed {args.seed}, kernel extents {extents[0]}-{extents[-1]} px"
     )
     results = print_table(methods, pairs, EXTENT_BINS)
