@@ -194,25 +194,26 @@ FORMATS = ("keep", "png", "jpg", "webp", "tiff", "bmp", "heic", "avif")
 @dataclass(frozen=True)
 class BatchCommandOptions:
     """What every image-to-image command is told besides its model: where results go,
-    how they are written, and where the network runs. Field names are the commands'
-    parameter names; :data:`BATCH_OPTIONS` gives each its option and default."""
+    how they are written, and where the network runs. Each field's annotation is its
+    command-line option and its default the option's default; the field names are the
+    commands' parameter names."""
 
-    output: Path
-    tile: int
-    tile_overlap: int
-    device: str
-    precision: str
-    recursive: bool
-    fmt: str
-    quality: int
-    suffix: str
-    overwrite: bool
-    side_by_side: bool
-    as_json: bool
-    shard: str | None
-    video_codec: str
-    video_quality: int
-    report: bool
+    output: OutputDir
+    tile: Tile = 0
+    tile_overlap: TileOverlap = 64
+    device: Device = "auto"
+    precision: Precision = "auto"
+    recursive: Recursive = False
+    fmt: Format = "keep"
+    quality: Quality = 95
+    suffix: Suffix = ""
+    overwrite: Overwrite = False
+    side_by_side: SideBySide = False
+    as_json: Json = False
+    shard: Shard = None
+    video_codec: VideoCodec = "libx264"
+    video_quality: VideoQuality = 17
+    report: Report = False
 
     def check(self) -> None:
         """Validate, before any work, what Click cannot: the format, ``--shard``, and that
@@ -230,27 +231,6 @@ class BatchCommandOptions:
         check_writable_folder(self.output)
 
 
-# Each field of BatchCommandOptions: its annotated type (the option) and its default.
-BATCH_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "output": (OutputDir, inspect.Parameter.empty),
-    "tile": (Tile, 0),
-    "tile_overlap": (TileOverlap, 64),
-    "device": (Device, "auto"),
-    "precision": (Precision, "auto"),
-    "recursive": (Recursive, False),
-    "fmt": (Format, "keep"),
-    "quality": (Quality, 95),
-    "suffix": (Suffix, ""),
-    "overwrite": (Overwrite, False),
-    "side_by_side": (SideBySide, False),
-    "as_json": (Json, False),
-    "shard": (Shard, None),
-    "video_codec": (VideoCodec, "libx264"),
-    "video_quality": (VideoQuality, 17),
-    "report": (Report, False),
-}
-
-
 def with_batch_options(command: Callable[..., None]) -> Callable[..., None]:
     """Give an image-to-image command the shared options.
 
@@ -260,25 +240,22 @@ def with_batch_options(command: Callable[..., None]) -> Callable[..., None]:
     right after the inputs, the rest after the command's own) and calls
     ``command`` with them gathered into ``batch``.
     """
-    assert [f.name for f in fields(BatchCommandOptions)] == list(BATCH_OPTIONS)
     own = [
         parameter
         for parameter in inspect.signature(command, eval_str=True).parameters.values()
         if parameter.name != "batch"
     ]
-    shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-        for name, (kind, default) in BATCH_OPTIONS.items()
-    ]
+    shared = list(inspect.signature(BatchCommandOptions, eval_str=True).parameters.values())
     after_inputs = 1 + next((i for i, p in enumerate(own) if p.annotation == Inputs), -1)
     parameters = [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for p in [*own[:after_inputs], shared[0], *own[after_inputs:], *shared[1:]]
     ]
+    names = [field.name for field in fields(BatchCommandOptions)]
 
     @functools.wraps(command)
     def with_options(**values: Any) -> None:
-        batch = BatchCommandOptions(**{name: values.pop(name) for name in BATCH_OPTIONS})
+        batch = BatchCommandOptions(**{name: values.pop(name) for name in names})
         command(**values, batch=batch)
 
     with_options.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
