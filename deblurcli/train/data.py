@@ -129,7 +129,10 @@ def load_photo(path: Path, max_side: int | None) -> np.ndarray:
     return _load_shrunk(path, max_side)
 
 
-@functools.lru_cache(maxsize=256)
+_SHRUNK_KEPT = 256
+
+
+@functools.lru_cache(maxsize=_SHRUNK_KEPT)
 def _load_shrunk(path: Path, max_side: int) -> np.ndarray:
     """Shrunk photos are small and read every epoch: the last 256 stay in memory."""
     return downscale(read_image(path).pixels, max_side)
@@ -269,6 +272,11 @@ class TrainingPairs(Dataset):
         self.max_side = max_side
         self.scales = scales
         self.synth = SynthSettings(crop=(crop, crop), **_synth_fields(synth))
+        if max_side is not None and len(source.sharp_only) <= _SHRUNK_KEPT:
+            # Read them here, once: the loader's workers are forked anew every epoch
+            # and start with this process's memory, so they never decode them again.
+            for path in source.sharp_only:
+                load_photo(path, max_side)
 
     def _photo(self, index: int, seed: int) -> np.ndarray:
         """Good photo ``index``, shrunk to ``max_side`` and then by a random scale."""

@@ -52,6 +52,17 @@ def test_good_photos_become_seeded_degraded_pairs(good_photos):
     assert torch.allclose(v_degraded, expected, atol=1e-6)
 
 
+def test_shrunk_photos_are_read_once_when_the_dataset_is_made(tmp_path, good_photos):
+    """The loader's workers are forked anew every epoch: the shrunk photos must already be
+    in the parent's memory, or every epoch decodes them all again."""
+    folder = tmp_path / "photos"
+    shutil.copytree(good_photos, folder)
+    pairs = TrainingPairs(find_data(folder), 64, seed=3, task="enhance", max_side=128)
+    shutil.rmtree(folder)  # from here on, only what was read at construction is there
+    samples = [pairs[index] for index in range(len(pairs))]
+    assert len(samples) == 8 and all(good.shape == (3, 64, 64) for _, good in samples)
+
+
 def test_input_target_folders_are_enhancement_pairs(tmp_path, good_photos):
     for name in ("input", "target"):
         (tmp_path / "fivek" / name).mkdir(parents=True)
