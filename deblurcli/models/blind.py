@@ -8,7 +8,12 @@ gradient prior, using the pure functions of :mod:`deblurcli.ops.deconv`:
    linear-light copy at most ``work_size`` px on the longer side, a
    coarse-to-fine L0 kernel estimate on it (:func:`~deblurcli.ops.deconv.estimate_kernel`),
    thinned (raised to ``kernel_sharpening``), rescaled to the photo's own
-   resolution, and the photo's noise level.
+   resolution, and the photo's noise level. On photos the refiner runs on
+   (below), the kernel is then fitted again ``kernel_refits`` times, each time
+   against the refined deconvolution (:meth:`BlindDeconvolution.refit_kernel`):
+   the L0 latent the search fits against is a cartoon of the photo, the refined
+   one is much closer to the sharp photo, and a least-squares kernel fitted
+   against a close latent is close to the true one.
 2. :meth:`BlindDeconvolution.forward_with_context` (per image or tile):
    hyper-Laplacian deconvolution of each channel in linear light
    (:func:`~deblurcli.ops.deconv.deconvolve`), with a data weight of
@@ -46,6 +51,11 @@ from deblurcli.ops.color import linear_to_srgb, srgb_to_linear
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def _gray(light: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) linear-light RGB -> (H, W) luma."""
+    return sum(weight * channel for weight, channel in zip(_LUMA, light, strict=True))
+
+
 class BlindDeconvolution(GlobalContextGenerator):
     """Kernel estimate per photo, hyper-Laplacian deconvolution: (N, 3, H, W) in [-1, 1] -> same.
 
@@ -69,6 +79,10 @@ class BlindDeconvolution(GlobalContextGenerator):
         refiner_widths: channels of the refiner at full, half and quarter
             resolution; None for no refiner.
         refiner_blocks: residual blocks of the refiner at those resolutions.
+        kernel_refits: times the kernel is fitted again against the refined
+            deconvolution (photos no larger than ``work_size``, with a refiner).
+        refit_sharpening: the power a re-fitted kernel is raised to, as
+            ``kernel_sharpening`` for the search's.
 
     Example:
         >>> model = BlindDeconvolution(kernel_size=9, work_size=64).eval()
@@ -91,6 +105,8 @@ class BlindDeconvolution(GlobalContextGenerator):
         strength: float = 0.7,
         refiner_widths: Sequence[int] | None = None,
         refiner_blocks: Sequence[int] = (1, 1, 3),
+        kernel_refits: int = 0,
+        refit_sharpening: float = 1.0,
     ) -> None:
         super().__init__()
         if kernel_size < 3 or kernel_size % 2 == 0:
@@ -107,6 +123,8 @@ class BlindDeconvolution(GlobalContextGenerator):
         self.refiner = (
             DeconvRefiner(tuple(refiner_widths), tuple(refiner_blocks)) if refiner_widths else None
         )
+        self.kernel_refits = kernel_refits
+        self.refit_sharpening = refit_sharpening
         self.padding = Padding(1)
 
     def global_features(self, image: torch.Tensor) -> torch.Tensor:
@@ -114,14 +132,13 @@ class BlindDeconvolution(GlobalContextGenerator):
         of each photo, the scale of the working copy (1 when the photo is no larger
         than ``work_size``), then the kernel at the photo's resolution (K' × K',
         flattened)."""
-        photos = (image.float() + 1) / 2
+        photos = ((image.float() + 1) / 2).clamp(0, 1)
         height, width = photos.shape[-2:]
         scale = min(1.0, self.work_size / max(height, width))
         full_size = deconv.odd_size(self.kernel_size / scale)
         contexts = []
         for photo in photos:
-            light = srgb_to_linear(photo.clamp(0, 1))
-            gray = sum(weight * channel for weight, channel in zip(_LUMA, light, strict=True))
+            gray = _gray(srgb_to_linear(photo))
             kernel = deconv.estimate_kernel(
                 deconv.resize_image(gray, scale),
                 self.kernel_size,
@@ -131,30 +148,57 @@ class BlindDeconvolution(GlobalContextGenerator):
             )
             kernel = kernel.pow(self.kernel_sharpening)
             kernel = deconv.resize_kernel(kernel / kernel.sum(), full_size)
-            sigma = torch.tensor([deconv.estimate_noise(photo[1])], device=photo.device)
-            working_scale = torch.tensor([scale], device=photo.device)
-            contexts.append(torch.cat([sigma, working_scale, kernel.flatten()]))
+            sigma = deconv.estimate_noise(photo[1])
+            if self.refiner is not None and scale >= 1:
+                for _ in range(self.kernel_refits):
+                    kernel = self.refit_kernel(photo, kernel, sigma)
+            values = torch.tensor([sigma, scale], device=photo.device)
+            contexts.append(torch.cat([values, kernel.flatten()]))
         return torch.stack(contexts)[:, :, None, None]  # float32 even for bf16 images
 
     def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels."""
         outputs = []
         for tile, values in zip(x, context.float().flatten(1), strict=True):
-            sigma = max(float(values[0]), 1e-3)
+            sigma = float(values[0])
             size = round((values.numel() - 2) ** 0.5)
-            kernel = values[2:].reshape(size, size)
             pixels = ((tile.float().contiguous() + 1) / 2).clamp(0, 1)
-            light = srgb_to_linear(pixels)
-            height, width = light.shape[-2:]
-            padded = deconv.pad_smooth_periodic(light, size)
-            restored = deconv.deconvolve(
-                padded, kernel, self.data_weight / sigma**2, alpha=self.alpha
-            )[:, size : size + height, size : size + width]
-            sharp = linear_to_srgb(restored.clamp(0, 1))
+            sharp = self.deconvolve(pixels, values[2:].reshape(size, size), sigma)
             if self.refiner is not None and float(values[1]) >= 1:
                 sharp = self.refine(sharp, pixels)
             outputs.append((pixels + self.strength * (sharp - pixels)) * 2 - 1)
         return torch.stack(outputs).to(x.dtype)
+
+    def deconvolve(self, pixels: torch.Tensor, kernel: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Hyper-Laplacian deconvolution in linear light: (3, h, w) sRGB in [0, 1] and a
+        (K, K) kernel -> (3, h, w) sRGB in [0, 1]; ``sigma`` is the photo's noise level."""
+        height, width = pixels.shape[-2:]
+        size = kernel.shape[-1]
+        padded = deconv.pad_smooth_periodic(srgb_to_linear(pixels), size)
+        restored = deconv.deconvolve(
+            padded, kernel, self.data_weight / max(sigma, 1e-3) ** 2, alpha=self.alpha
+        )[:, size : size + height, size : size + width]
+        return linear_to_srgb(restored.clamp(0, 1))
+
+    def refit_kernel(self, photo: torch.Tensor, kernel: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The kernel fitted again against the refined deconvolution of the whole photo:
+        (3, H, W) sRGB in [0, 1] and a (K, K) kernel -> the new (K, K) kernel, summing to 1.
+
+        The same least-squares fit as the search's last step
+        (:func:`~deblurcli.ops.deconv.fit_kernel`, the strongest gradients only),
+        against a latent photo far closer to the sharp one than the search's L0 cartoon.
+        """
+        size = kernel.shape[-1]
+        latent = _gray(srgb_to_linear(self.refine(self.deconvolve(photo, kernel, sigma), photo)))
+        raw = deconv.fit_kernel(
+            deconv.pad_smooth_periodic(latent, size),
+            deconv.pad_smooth_periodic(_gray(srgb_to_linear(photo)), size),
+            size,
+            self.kernel_weight * latent.numel() / 1e6,
+            self.gradient_share,
+        )
+        refitted = deconv.clean_kernel(raw).pow(self.refit_sharpening)
+        return refitted / refitted.sum()
 
     def refine(self, sharp: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
         """The refiner's correction of a deconvolution: (3, h, w) sRGB in [0, 1] -> same."""

@@ -211,3 +211,36 @@ def test_export_and_import_keep_the_refiner(tmp_path, scene):
     blurred = _shake(scene, linear_kernels(7.0, 60.0)[0].float())
     with torch.inference_mode():
         assert torch.equal(model(blurred), loaded.eval()(blurred))
+
+
+def test_a_refit_fits_the_kernel_against_the_refined_photo(scene):
+    """With a refiner that returned the sharp photo itself, a kernel far too wide (the
+    truth smeared by a 5 px box) is fitted again to nearly the truth."""
+    kernel = linear_kernels(9.0, 30.0)[0].float()
+    truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
+    poor = torch.nn.functional.conv2d(truth[None, None], torch.full((1, 1, 5, 5), 1 / 25), padding=2)
+    blurred = (_shake(scene, kernel)[0] + 1) / 2
+    model = build_model("deconv", {**REFINED, "kernel_refits": 1}).eval()
+    model.refine = lambda deconvolved, photo: (scene[0] + 1) / 2  # an oracle refiner
+    with torch.inference_mode():
+        refitted = model.refit_kernel(blurred, poor[0, 0], 0.003)
+    assert refitted.shape == truth.shape and float(refitted.sum()) == pytest.approx(1.0)
+    before, after = float((poor - truth).abs().sum()), float((refitted - truth).abs().sum())
+    assert after < 0.25 * before, (before, after)  # 1.27 -> 0.15
+
+
+def test_kernel_refits_need_a_refiner_and_the_working_scale(scene):
+    """With a refiner, a photo within the working size gets a re-fitted kernel; a larger
+    photo, or a model without a refiner, keeps the search's kernel."""
+    blurred = _shake(scene, linear_kernels(9.0, 30.0)[0].float())
+    big = torch.nn.functional.interpolate(blurred, scale_factor=1.5, mode="bilinear")
+    contexts = {}
+    for refits in (0, 2):
+        for name, config in (("plain", SMALL), ("refined", REFINED)):
+            model = build_model("deconv", {**config, "kernel_refits": refits}).eval()
+            with torch.inference_mode():
+                for photo_name, photo in (("small", blurred), ("big", big)):
+                    contexts[refits, name, photo_name] = model.global_features(photo)
+    assert not torch.equal(contexts[0, "refined", "small"], contexts[2, "refined", "small"])
+    assert torch.equal(contexts[0, "refined", "big"], contexts[2, "refined", "big"])
+    assert torch.equal(contexts[0, "plain", "small"], contexts[2, "plain", "small"])
