@@ -2,7 +2,8 @@
 
 Each case runs in a fresh subprocess so that its peak resident memory
 (VmHWM) is its own. Weights are random with batch norms holding running
-statistics, as our trained weights do (speed does not depend on the values).
+statistics, as our trained weights do (speed does not depend on the values);
+``deconv`` and ``curves`` are built with the options of their shipped files.
 
 ``default`` is the path ``deblur deblur`` takes with our weights: eval-mode
 norms folded into the convolutions, channels-last, automatic tiles.
@@ -30,7 +31,22 @@ import time
 from _memory import peak_rss_mb
 
 # Architecture options as our trained weights use them (default: batch norm).
-MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}, "deconv": {}, "curves": {}}
+MODEL_CONFIGS = {"resnet": {}, "dpe": {"global_size": 256}}
+# Timed with the options in the header of the weights deblurcli ships for them: the
+# deconvolution's settings, its refiner and its kernel re-fits decide its speed.
+SHIPPED_OPTIONS = ("deconv", "curves")
+
+
+def shipped_options(backbone: str) -> dict:
+    """The architecture options recorded in the shipped weights file of ``backbone``."""
+    from deblurcli.hub.store import manifest, shipped_dir
+    from deblurcli.models._builder import read_state_dict
+
+    for entry in manifest().values():
+        if entry.architecture == backbone:
+            _, header = read_state_dict(shipped_dir() / entry.file)
+            return json.loads(header["config"])
+    raise ValueError(f"no shipped weights for {backbone}")
 
 
 def run_case(
@@ -54,7 +70,10 @@ def run_case(
     from deblurcli.pipelines.restore import Restorer
 
     torch.manual_seed(0)
-    model = build_model(backbone, MODEL_CONFIGS.get(backbone, {"norm": "batch"}))
+    if backbone in SHIPPED_OPTIONS:
+        model = build_model(backbone, shipped_options(backbone))
+    else:
+        model = build_model(backbone, MODEL_CONFIGS.get(backbone, {"norm": "batch"}))
     if semantics == "official":
         set_statistics(model, "per_image")  # train-mode norms, as predict.py runs them
     torch_device = resolve_device(device)
