@@ -5,11 +5,14 @@ Exposure, white balance, contrast, saturation and haze act on a whole photo
 the same way everywhere, and each is undone by a global colour operation: an
 affine colour matrix (contrast, saturation, haze are affine in sRGB) followed
 by a monotone curve per channel (exposure and white balance are gains in
-linear light, which are curves in sRGB). A small network reads each
-channel's levels (33 quantiles) and predicts both, as the image-adaptive
-curve and LUT enhancers predict theirs from a small copy of the photo (Zeng
-et al., TPAMI 2020; Guo et al., CVPR 2020). So the model corrects each photo
-by what that photo needs.
+linear light, which are curves in sRGB). A small network reads the photo's
+levels (33 quantiles each of red, green, blue, luma and chroma) and predicts
+both, as the image-adaptive curve and LUT enhancers predict theirs from a
+small copy of the photo (Zeng et al., TPAMI 2020; Guo et al., CVPR 2020). So
+the model corrects each photo by what that photo needs. Luma and chroma (a
+pixel's largest channel minus its smallest) are read besides the channels
+because saturation and colour casts show in how the channels move together,
+which levels per channel cannot show.
 
 The output is ``curve_c((M s(x) + b)_c)`` per pixel, where ``s`` first
 stretches the levels from the darkest channel's 0.1 % level to the brightest
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from deblurcli.models.layers import GlobalContextGenerator, Padding
+from deblurcli.ops.color import rgb_to_gray
 
 
 class CurveEnhancer(GlobalContextGenerator):
@@ -46,7 +50,8 @@ class CurveEnhancer(GlobalContextGenerator):
         torch.Size([1, 3, 37, 91])
     """
 
-    QUANTILES = 33  # per channel: 0 %, 3.125 %, ..., 100 %
+    QUANTILES = 33  # per level map: 0 %, 3.125 %, ..., 100 %
+    LEVEL_MAPS = 5  # red, green, blue, luma, chroma
     EXTREMES = (0.001, 0.999)  # the levels stretched to 0 and 1: robust to a few hot pixels
 
     def __init__(self, sample_size: int = 512, knots: int = 16, hidden: int = 128) -> None:
@@ -55,7 +60,7 @@ class CurveEnhancer(GlobalContextGenerator):
         self.knots = knots
         self.padding = Padding(1)
         self.head = nn.Sequential(
-            nn.Conv2d(3 * self.QUANTILES, hidden, 1),
+            nn.Conv2d(self.LEVEL_MAPS * self.QUANTILES, hidden, 1),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(hidden, hidden, 1),
             nn.LeakyReLU(0.2, inplace=True),
@@ -71,16 +76,19 @@ class CurveEnhancer(GlobalContextGenerator):
         """(N, 3, H, W) whole photos in [-1, 1] -> (N, P + 6, 1, 1) colour parameters:
         the predicted P, then the darkest and brightest level in [0, 1], three times."""
         step = max(1, math.ceil(max(image.shape[-2:]) / self.sample_size))
-        values = image[..., ::step, ::step].flatten(2).float().sort(dim=-1).values
+        rgb = image[..., ::step, ::step].float()
+        chroma = rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True) - 1  # in [-1, 1]
+        maps = torch.cat([rgb, rgb_to_gray(rgb), chroma], dim=1)  # (N, 5, h, w)
+        values = maps.flatten(2).sort(dim=-1).values
         last = values.shape[-1] - 1
 
         def at(fractions: torch.Tensor) -> torch.Tensor:
             return values[..., (fractions * last).round().long()]
 
-        levels = at(torch.linspace(0, 1, self.QUANTILES))  # (N, 3, Q)
+        levels = at(torch.linspace(0, 1, self.QUANTILES))  # (N, 5, Q)
         # One stretch for all three channels: per-channel stretches recolour photos
         # dominated by one colour (a blue sky turns deep blue); casts are the matrix's job.
-        ends = (at(torch.tensor(self.EXTREMES)) + 1) / 2  # (N, 3, 2)
+        ends = (at(torch.tensor(self.EXTREMES))[:, :3] + 1) / 2  # (N, 3, 2)
         darkest = ends[..., :1].amin(dim=1, keepdim=True).expand(-1, 3, -1)
         brightest = ends[..., 1:].amax(dim=1, keepdim=True).expand(-1, 3, -1)
         extremes = torch.cat([darkest, brightest], dim=-1)  # (N, 3, 2)

@@ -245,7 +245,9 @@ class TrainingPairs(Dataset):
         degrade: how good photos are degraded for ``task="enhance"`` (default ranges
             when None), and ``identity_share`` of them are left as they are.
         squash: each sample is a whole good photo resized to ``crop``×``crop``
-            instead of a crop of it.
+            instead of a crop of it, by nearest neighbour: a strided sample of real
+            pixels, as a global enhancer reads a photo's levels at inference (an
+            averaging resize would narrow the levels it learns from).
     """
 
     def __init__(
@@ -310,7 +312,7 @@ class TrainingPairs(Dataset):
             photo = self._photo(index, seed)
             g = torch.Generator().manual_seed(seed)
             if self.squash:
-                photo = cv2.resize(photo, (self.crop, self.crop), interpolation=cv2.INTER_AREA)
+                photo = cv2.resize(photo, (self.crop, self.crop), interpolation=cv2.INTER_NEAREST)
             window = random_window(photo.shape[:2], self.crop, g)
             pair = torch.stack(_degraded_pair(photo[window], g, self.degrade, self.identity_share))
         else:

@@ -17,9 +17,9 @@ up to about 2.5 grey levels, with crops drawn at 0.5× to 1× of the photo.
 only, as the paper's 23.8 dB setting on MIT-Adobe FiveK.
 
 ``curves``: the image-adaptive colour matrix and tone curves (``curves``
-model), L1, on whole good photos squashed to the crop size (a global colour
-mapping does not depend on geometry, and a crop's levels are not its
-photo's), degraded over ranges wider than ``ops.degrade``'s defaults, a fifth
+model), L1, on whole good photos squashed to 128×128 by nearest neighbour (a
+global colour mapping does not depend on geometry, and a crop's levels are
+not its photo's), degraded over ranges wider than ``ops.degrade``'s defaults, a fifth
 of them left untouched so that good photos stay good.
 
 ``dpe-gan``: DPE's 1-way GAN: MSE plus the adaptive WGAN-GP (λ doubled or
@@ -153,7 +153,7 @@ PRESETS: dict[str, dict] = {
         "lr": 1e-3,
         "betas": (0.9, 0.999),
         "batch_size": 16,
-        "crop": 256,
+        "crop": 128,
         "max_side": 512,
         "degrade": CURVES_DEGRADE,
         "identity_share": 0.2,

@@ -102,6 +102,27 @@ def test_the_parameters_follow_the_photo():
     assert float((a - b).abs().max()) > 1e-3
 
 
+def test_the_levels_show_how_the_channels_move_together():
+    """Two photos with the same levels per channel, one grey and one coloured (the
+    green channel's pixels shuffled): luma and chroma levels tell them apart."""
+    model = build_model("curves").eval()
+    grey = _photo(7)[:, :1].expand(-1, 3, -1, -1)
+    generator = torch.Generator().manual_seed(0)
+    shuffled = grey[0, 1].flatten()[torch.randperm(grey[0, 1].numel(), generator=generator)]
+    coloured = grey.clone()
+    coloured[0, 1] = shuffled.view_as(grey[0, 1])
+    with torch.no_grad():
+        inputs = []
+        model.head.register_forward_hook(lambda module, args, out: inputs.append(args[0]))
+        model.global_features(grey * 2 - 1)
+        model.global_features(coloured * 2 - 1)
+    q = model.QUANTILES
+    grey_levels, coloured_levels = (x.view(model.LEVEL_MAPS, q) for x in inputs)
+    assert torch.equal(grey_levels[:3], coloured_levels[:3])  # the same per channel
+    assert torch.allclose(grey_levels[4], torch.full((q,), -1.0))  # grey: chroma 0, -1 in [-1, 1]
+    assert float(coloured_levels[4].max()) > -0.5  # coloured pixels: chroma well above 0
+
+
 def test_degrade_options_and_the_identity_share():
     config = degrade_config({"exposure_ev": [-2.0, 1.0], "haze": [0.0, 0.35]})
     assert config.exposure_ev == (-2.0, 1.0) and config.haze == (0.0, 0.35)
