@@ -218,7 +218,8 @@ def test_a_refit_fits_the_kernel_against_the_refined_photo(scene):
     truth smeared by a 5 px box) is fitted again to nearly the truth."""
     kernel = linear_kernels(9.0, 30.0)[0].float()
     truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
-    poor = torch.nn.functional.conv2d(truth[None, None], torch.full((1, 1, 5, 5), 1 / 25), padding=2)
+    box = torch.full((1, 1, 5, 5), 1 / 25)
+    poor = torch.nn.functional.conv2d(truth[None, None], box, padding=2)
     blurred = (_shake(scene, kernel)[0] + 1) / 2
     model = build_model("deconv", {**REFINED, "kernel_refits": 1}).eval()
     model.refine = lambda deconvolved, photo: (scene[0] + 1) / 2  # an oracle refiner
