@@ -5,13 +5,18 @@ Run as ``python -m deblurcli.train.deconv_refiner --help``. Two steps:
 1. **Triples.** Each training photo is shrunk to ``WORK_SIDE`` px (the size the
    kernel is estimated at), blurred by one camera shake drawn over the
    ``fast`` recipe's range with sensor noise (as ``benchmarks/quality.py``
-   blurs its held-out photos), and deblurred by the blind deconvolution
-   without a refiner. (blurred, deconvolved, sharp) is cached as one ``.npz``
-   per photo and copy, so an interrupted run, or a longer one, reuses them.
-   This is the slow part: about 15 s per photo and core.
-2. **Fitting.** Random crops (with flips and quarter turns) of the triples
-   teach :class:`~deblurcli.models.refiner.DeconvRefiner` to map (deconvolved,
-   blurred) to sharp, with an L1 loss, AdamW and a cosine learning rate.
+   blurs its held-out photos), and deconvolved as the blind deconvolution
+   does before its refiner: with the L0 search's kernel and, when the weights
+   file holds a refiner and ``kernel_refits``, with each re-fitted kernel too,
+   so the refiner learns every deconvolution it meets at inference.
+   (blurred, deconvolutions, sharp) is cached as one ``.npz`` per photo and
+   copy, with the true and estimated kernels, so an interrupted run, or a
+   longer one, reuses them. This is the slow part: about 15 s per photo, pass
+   and core.
+2. **Fitting.** Random crops (with flips and quarter turns) of the triples, each
+   with one of its deconvolutions, teach
+   :class:`~deblurcli.models.refiner.DeconvRefiner` to map (deconvolved, blurred)
+   to sharp, with an L1 loss, AdamW and a cosine learning rate.
    Whole validation photos, never trained on, are scored every
    ``--val-every`` steps; the run keeps ``last.pt`` (resumable) and writes the
    weights file from the step with the best validation gain.
@@ -58,11 +63,16 @@ VALIDATION_SIDE = 640
 
 @dataclass
 class Triple:
-    """One blurred photo, its deconvolution and the sharp original: (H, W, 3) uint8 RGB."""
+    """One blurred photo, its deconvolutions and the sharp original: (H, W, 3) uint8 RGB.
+
+    ``deconvolutions`` holds one image per kernel the blind deconvolution uses on
+    it, in order: the search's, then each re-fit's; the refiner's output on the
+    last one is what the model returns.
+    """
 
     name: str
     blurred: np.ndarray
-    deconvolved: np.ndarray
+    deconvolutions: tuple[np.ndarray, ...]
     sharp: np.ndarray
     extent: int  # the shake kernel's extent, px
 
@@ -89,8 +99,44 @@ def deconvolution_settings(path: Path) -> dict:
     return {k: v for k, v in config.items() if k not in ("refiner_widths", "refiner_blocks")}
 
 
+def deconvolve_as_inference(
+    model: BlindDeconvolution, pixels: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The deconvolutions the model's refiner sees on one photo, and their kernels.
+
+    Args:
+        model: the blind deconvolution; its refiner (if any) makes the re-fits.
+        pixels: (H, W, 3) uint8 RGB, no larger than ``model.work_size``.
+
+    Returns:
+        (H, W, 3) uint8 deconvolutions and (K, K) float32 kernels: the L0 search's,
+        then one per ``kernel_refits`` (none without a refiner or on a photo larger
+        than the working size).
+    """
+    refits, model.kernel_refits = model.kernel_refits, 0
+    try:
+        photo = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+        with torch.inference_mode():
+            values = model.eval().global_features(photo[None] * 2 - 1).flatten()
+            sigma, size = float(values[0]), round((values.numel() - 2) ** 0.5)
+            kernels = [values[2:].reshape(size, size)]
+            # As at inference: re-fits need the refiner, which runs at the working size.
+            refitting = model.refiner is not None and float(values[1]) >= 1
+            for _ in range(refits if refitting else 0):
+                kernels.append(model.refit_kernel(photo, kernels[-1], sigma))
+            images = [model.deconvolve(photo, kernel, sigma) for kernel in kernels]
+    finally:
+        model.kernel_refits = refits
+    as_pixels = [(image * 255).round().byte().permute(1, 2, 0).numpy() for image in images]
+    return as_pixels, [kernel.numpy() for kernel in kernels]
+
+
 def make_triple(path: Path, seed: int, deconvolution: Path, cache: Path) -> Triple:
-    """The triple of ``path`` blurred with ``seed``, read from ``cache`` when it is there."""
+    """The triple of ``path`` blurred with ``seed``, read from ``cache`` when it is there.
+
+    The ``.npz`` holds ``blurred`` and ``sharp`` (H, W, 3), ``deconv`` (P, H, W, 3)
+    and the kernels: ``kernel`` (the true one) and ``estimates`` (P, K, K).
+    """
     cached = cache / f"{path.parent.name}_{path.stem}-s{seed}.npz"
     if not cached.exists():
         pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -98,22 +144,26 @@ def make_triple(path: Path, seed: int, deconvolution: Path, cache: Path) -> Trip
             raise ValueError(f"{path}: not an image OpenCV can read")
         pixels = np.ascontiguousarray(downscale(pixels[:, :, ::-1], WORK_SIDE))
         (made,) = synthesize_pairs(pixels, [seed], shake_settings())
-        model = BlindDeconvolution(**deconvolution_settings(deconvolution))
-        blurred = torch.from_numpy(made.blurred).permute(2, 0, 1)[None].float() / 127.5 - 1
-        with torch.inference_mode():
-            restored = model.eval()(blurred)
-        deconvolved = ((restored[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255)
+        model, _ = load_model(deconvolution, "deconv")
+        assert isinstance(model, BlindDeconvolution)
+        images, kernels = deconvolve_as_inference(model, made.blurred)
         with atomic_path(cached) as temporary, open(temporary, "wb") as file:
             np.savez(
                 file,
                 blurred=made.blurred,
-                deconv=deconvolved.byte().numpy(),
+                deconv=np.stack(images),
                 sharp=made.sharp,
                 extent=kernel_extent(made.kernel.numpy()),
+                kernel=made.kernel.numpy(),
+                estimates=np.stack(kernels),
             )
     data = np.load(cached)
     return Triple(
-        f"{path.stem}-s{seed}", data["blurred"], data["deconv"], data["sharp"], int(data["extent"])
+        f"{path.stem}-s{seed}",
+        data["blurred"],
+        tuple(data["deconv"]),
+        data["sharp"],
+        int(data["extent"]),
     )
 
 
@@ -140,14 +190,16 @@ def sample_batch(
     triples: Sequence[Triple], size: int, crop: int, rng: random.Random
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(blurred, deconvolved, sharp), each (size, 3, crop, crop) in [-1, 1], channels-last:
-    random crops of random triples, turned and flipped alike."""
+    random crops of random triples, each with one of its deconvolutions, turned and
+    flipped alike."""
     stacks: tuple[list, list, list] = ([], [], [])
     for _ in range(size):
         triple = triples[rng.randrange(len(triples))]
         height, width = triple.blurred.shape[:2]
         top, left = rng.randrange(height - crop + 1), rng.randrange(width - crop + 1)
         turns, flip = rng.randrange(4), rng.random() < 0.5
-        images = (triple.blurred, triple.deconvolved, triple.sharp)
+        deconvolved = triple.deconvolutions[rng.randrange(len(triple.deconvolutions))]
+        images = (triple.blurred, deconvolved, triple.sharp)
         for stack, pixels in zip(stacks, images, strict=True):
             patch = np.rot90(pixels[top : top + crop, left : left + crop], turns)
             stack.append(_tensor(patch[:, ::-1] if flip else patch))
@@ -158,8 +210,9 @@ def sample_batch(
 
 
 def validation_gains(refiner: DeconvRefiner, triples: Sequence[Triple]) -> list[float]:
-    """PSNR gain (dB) of the refined deconvolution over the blurred input, per triple,
-    on the centre ``VALIDATION_SIDE`` square, quantised to 8 bits as a photo is."""
+    """PSNR gain (dB) of the refined last deconvolution (the model's output) over the
+    blurred input, per triple, on the centre ``VALIDATION_SIDE`` square, quantised to
+    8 bits as a photo is."""
     refiner.eval()
     gains = []
     with torch.inference_mode():
@@ -170,7 +223,7 @@ def validation_gains(refiner: DeconvRefiner, triples: Sequence[Triple]) -> list[
             device = next(refiner.parameters()).device
             blurred, deconvolved, sharp = (
                 _tensor(p[top : top + side, left : left + side])[None].to(device)
-                for p in (triple.blurred, triple.deconvolved, triple.sharp)
+                for p in (triple.blurred, triple.deconvolutions[-1], triple.sharp)
             )
             refined = refiner(deconvolved, blurred).float()
 

@@ -43,7 +43,7 @@ def _offset_triples(count: int, seed: int) -> list[Triple]:
     for index in range(count):
         sharp = rng.integers(60, 250, (48, 64, 3), dtype=np.uint8)
         darker = (sharp.astype(int) - 40).clip(0, 255).astype(np.uint8)
-        triples.append(Triple(f"t{index}", darker, darker, sharp, 9))
+        triples.append(Triple(f"t{index}", darker, (darker,), sharp, 9))
     return triples
 
 
@@ -54,13 +54,42 @@ def test_a_triple_is_made_once_then_read_from_the_cache(photos, deconvolution, t
     cache = tmp_path / "cache"
     cache.mkdir()
     made = make_triple(photo, 1234, deconvolution, cache)
-    assert made.blurred.shape == made.sharp.shape == made.deconvolved.shape
+    (deconvolved,) = made.deconvolutions  # no refiner, so no re-fit
+    assert made.blurred.shape == made.sharp.shape == deconvolved.shape
     assert made.blurred.dtype == np.uint8 and made.extent >= 3
     assert np.abs(made.blurred.astype(int) - made.sharp.astype(int)).mean() > 1  # blurred
     photo.unlink()  # the cache alone must do now
     again = make_triple(photo, 1234, deconvolution, cache)
-    assert np.array_equal(again.deconvolved, made.deconvolved)
+    assert np.array_equal(again.deconvolutions[0], deconvolved)
     assert [p.name for p in cache.iterdir()] == [f"photos_{photo.stem}-s1234.npz"]
+    stored = np.load(cache / f"photos_{photo.stem}-s1234.npz")
+    (estimate,) = stored["estimates"]  # at the photo's size: larger than 7 px
+    assert estimate.shape[0] == estimate.shape[1] > 7
+    assert stored["kernel"].sum() == pytest.approx(1, abs=1e-4)
+
+
+def test_with_a_refiner_the_triple_holds_the_deconvolution_of_each_refit(
+    photos, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("deblurcli.train.deconv_refiner.WORK_SIDE", 128)  # a fast test
+    settings = {**SMALL, "refiner_widths": [8, 8, 8],
+                "refiner_blocks": [1, 1, 1], "kernel_refits": 1}  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model("deconv", settings)
+    torch.nn.init.normal_(model.refiner.tail.weight, std=0.05)  # not the identity
+    path = tmp_path / "refined.safetensors"
+    save_weights(model, path, "deconv", settings)
+    made = make_triple(photos[0], 1234, path, tmp_path)
+    first, second = made.deconvolutions
+    estimates = np.load(next(tmp_path.glob("*.npz")))["estimates"]
+    assert not np.array_equal(estimates[0], estimates[1])  # the kernel was fitted again
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 0.1
+    # The search's kernel and deconvolution are those of the model without a re-fit.
+    photo = torch.from_numpy(made.blurred).permute(2, 0, 1)[None].float() / 127.5 - 1
+    model.kernel_refits = 0
+    with torch.inference_mode():
+        features = model.eval().global_features(photo).flatten()
+    np.testing.assert_allclose(features[2:].reshape(7, 7).numpy(), estimates[0], atol=1e-6)
 
 
 def test_a_batch_turns_and_flips_the_three_images_alike():
