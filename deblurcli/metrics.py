@@ -99,15 +99,16 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, **kwargs
     return (window / window.sum()).to(**kwargs)
 
 
-def _filter_valid(maps: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+def _filter_valid(maps: torch.Tensor, window: torch.Tensor, autograd: bool) -> torch.Tensor:
     """Separable 2-D filtering of (N, H, W) maps, valid positions only -> (N, H-k+1, W-k+1).
 
-    On the CPU through OpenCV's ``sepFilter2D`` (about 8× faster than torch's
-    CPU convolution for single-channel maps); elsewhere with ``conv2d``.
+    On the CPU without ``autograd`` through OpenCV's ``sepFilter2D`` (about 8×
+    faster than torch's CPU convolution for single-channel maps); otherwise with
+    ``conv2d``, which autograd can differentiate.
     """
     size = window.numel()
     half = size // 2
-    if maps.device.type == "cpu":
+    if maps.device.type == "cpu" and not autograd:
         kernel = window.numpy()
         source = maps.contiguous().numpy()
         filtered = np.empty_like(source)
@@ -127,6 +128,11 @@ def ssim(
 ) -> torch.Tensor:
     """Structural similarity per image (Gaussian window, valid positions, channels averaged).
 
+    The one SSIM of the package: scoring and the training loss
+    (:func:`deblurcli.train.losses.ssim_loss`) both call it. When autograd
+    records (an input requires grad), it filters with ``conv2d`` and the result
+    is differentiable; otherwise the CPU filters with OpenCV, faster.
+
     The local means and moments are filtered in float32 on values centred on
     the target's mean per channel, which keeps the variances (differences of
     squares) accurate while running 3× faster than float64. Large images are
@@ -142,6 +148,7 @@ def ssim(
         (B,) float64 (float32 on MPS).
     """
     _check_pair(pred, target)
+    autograd = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
     x = _prepare(pred, crop_border, y_channel, data_range)
     y = _prepare(target, crop_border, y_channel, data_range)
     batch, channels, height, width = x.shape
@@ -150,9 +157,10 @@ def ssim(
             f"SSIM needs at least {SSIM_WINDOW}×{SSIM_WINDOW} px, got {height}×{width}"
         )
     window = gaussian_window(dtype=torch.float32, device=x.device)
-    # Any value near the mean serves as the centre (it only keeps the moments small),
-    # so a float32 mean is enough: (B, C, 1, 1).
-    centre = y.mean(dim=(2, 3), keepdim=True)
+    # Any value near the mean serves as the centre (SSIM does not depend on it; it
+    # only keeps the moments small), so a float32 mean is enough, and a constant
+    # for autograd: (B, C, 1, 1).
+    centre = y.detach().mean(dim=(2, 3), keepdim=True)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     out_height = height - SSIM_WINDOW + 1
@@ -161,51 +169,17 @@ def ssim(
     total = torch.zeros(batch, dtype=_sum_dtype(x.device), device=x.device)
     for top in range(0, out_height, band):
         rows = slice(top, min(top + band, out_height) + SSIM_WINDOW - 1)
-        xs, ys = x[:, :, rows], y[:, :, rows]
-        maps = torch.empty(batch, 5, channels, *xs.shape[-2:], dtype=torch.float32, device=x.device)
-        torch.sub(xs, centre, out=maps[:, 0])
-        torch.sub(ys, centre, out=maps[:, 1])
-        torch.mul(maps[:, 0], maps[:, 0], out=maps[:, 2])
-        torch.mul(maps[:, 1], maps[:, 1], out=maps[:, 3])
-        torch.mul(maps[:, 0], maps[:, 1], out=maps[:, 4])
-        filtered = _filter_valid(maps.view(-1, *maps.shape[-2:]), window)
+        xs, ys = x[:, :, rows] - centre, y[:, :, rows] - centre
+        maps = torch.stack([xs, ys, xs * xs, ys * ys, xs * ys], dim=1)
+        filtered = _filter_valid(maps.view(-1, *maps.shape[-2:]), window, autograd)
         mu_x, mu_y, xx, yy, xy = filtered.view(batch, 5, channels, *filtered.shape[-2:]).unbind(1)
-        covariance = xy.sub_(mu_x * mu_y).mul_(2).add_(c2)
-        variances = xx.add_(yy).sub_(mu_x.square()).sub_(mu_y.square()).add_(c2)
-        mu_x, mu_y = mu_x.add_(centre), mu_y.add_(centre)
-        numerator = (mu_x * mu_y).mul_(2).add_(c1).mul_(covariance)
-        denominator = mu_x.square_().add_(mu_y.square_()).add_(c1).mul_(variances)
-        total += numerator.div_(denominator).sum(dim=(1, 2, 3), dtype=_sum_dtype(x.device))
+        covariance = 2 * (xy - mu_x * mu_y) + c2
+        variances = xx + yy - mu_x.square() - mu_y.square() + c2
+        mu_x, mu_y = mu_x + centre, mu_y + centre
+        numerator = (2 * mu_x * mu_y + c1) * covariance
+        denominator = (mu_x.square() + mu_y.square() + c1) * variances
+        total = total + (numerator / denominator).sum(dim=(1, 2, 3), dtype=total.dtype)
     return total / (channels * out_height * (width - SSIM_WINDOW + 1))
-
-
-def ssim_differentiable(
-    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
-) -> torch.Tensor:
-    """The same SSIM as :func:`ssim`, written for autograd (training losses).
-
-    No in-place operations, no bands, filtering with ``conv2d`` on any device.
-
-    Args:
-        pred, target: (B, C, H, W) in [0, data_range], H and W at least 11.
-
-    Returns:
-        (B,) SSIM per image, differentiable with respect to both inputs.
-    """
-    _check_pair(pred, target)
-    batch, channels = pred.shape[:2]
-    window = gaussian_window(dtype=pred.dtype, device=pred.device)
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
-    size = window.numel()
-    maps = stack.flatten(0, 1).unsqueeze(1)
-    maps = F.conv2d(F.conv2d(maps, window.view(1, 1, 1, size)), window.view(1, 1, size, 1))
-    mu_x, mu_y, xx, yy, xy = maps.view(batch, 5, channels, *maps.shape[-2:]).unbind(1)
-    sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
-        (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
-    )
-    return ssim_map.mean(dim=(1, 2, 3))
 
 
 def _gray_8bit(images: torch.Tensor, data_range: float) -> torch.Tensor:
