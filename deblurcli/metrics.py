@@ -164,21 +164,28 @@ def ssim(
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     out_height = height - SSIM_WINDOW + 1
-    per_row = batch * channels * width * 4 * 16  # five maps in and out, and temporaries
+    # Bands of one image each: every band re-reads SSIM_WINDOW - 1 rows of its
+    # neighbour, so tall bands (about 100 rows at 1280 px) keep that overhead small.
+    per_row = channels * width * 4 * 16  # five maps in and out, and temporaries
     band = max(1, _BAND_BYTES // per_row)
-    total = torch.zeros(batch, dtype=_sum_dtype(x.device), device=x.device)
-    for top in range(0, out_height, band):
-        rows = slice(top, min(top + band, out_height) + SSIM_WINDOW - 1)
-        xs, ys = x[:, :, rows] - centre, y[:, :, rows] - centre
-        maps = torch.stack([xs, ys, xs * xs, ys * ys, xs * ys], dim=1)
-        filtered = _filter_valid(maps.view(-1, *maps.shape[-2:]), window, autograd)
-        mu_x, mu_y, xx, yy, xy = filtered.view(batch, 5, channels, *filtered.shape[-2:]).unbind(1)
-        covariance = 2 * (xy - mu_x * mu_y) + c2
-        variances = xx + yy - mu_x.square() - mu_y.square() + c2
-        mu_x, mu_y = mu_x + centre, mu_y + centre
-        numerator = (2 * mu_x * mu_y + c1) * covariance
-        denominator = (mu_x.square() + mu_y.square() + c1) * variances
-        total = total + (numerator / denominator).sum(dim=(1, 2, 3), dtype=total.dtype)
+    sums = []
+    for index in range(batch):
+        total = torch.zeros((), dtype=_sum_dtype(x.device), device=x.device)
+        for top in range(0, out_height, band):
+            rows = slice(top, min(top + band, out_height) + SSIM_WINDOW - 1)
+            xs = x[index, :, rows] - centre[index]
+            ys = y[index, :, rows] - centre[index]
+            maps = torch.stack([xs, ys, xs * xs, ys * ys, xs * ys])  # (5, C, h, w)
+            filtered = _filter_valid(maps.view(-1, *maps.shape[-2:]), window, autograd)
+            mu_x, mu_y, xx, yy, xy = filtered.view(5, channels, *filtered.shape[-2:]).unbind()
+            covariance = 2 * (xy - mu_x * mu_y) + c2
+            variances = xx + yy - mu_x.square() - mu_y.square() + c2
+            mu_x, mu_y = mu_x + centre[index], mu_y + centre[index]
+            numerator = (2 * mu_x * mu_y + c1) * covariance
+            denominator = (mu_x.square() + mu_y.square() + c1) * variances
+            total = total + (numerator / denominator).sum(dtype=total.dtype)
+        sums.append(total)
+    total = torch.stack(sums)
     return total / (channels * out_height * (width - SSIM_WINDOW + 1))
 
 
