@@ -158,10 +158,13 @@ def make_triple(path: Path, seed: int, deconvolution: Path, cache: Path) -> Trip
                 estimates=np.stack(kernels),
             )
     data = np.load(cached)
+    deconvolutions = data["deconv"]
+    if deconvolutions.ndim == 3:  # a cache from before re-fits were kept: (H, W, 3)
+        deconvolutions = deconvolutions[None]
     return Triple(
         f"{path.stem}-s{seed}",
         data["blurred"],
-        tuple(data["deconv"]),
+        tuple(deconvolutions),
         data["sharp"],
         int(data["extent"]),
     )

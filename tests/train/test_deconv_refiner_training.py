@@ -68,6 +68,16 @@ def test_a_triple_is_made_once_then_read_from_the_cache(photos, deconvolution, t
     assert stored["kernel"].sum() == pytest.approx(1, abs=1e-4)
 
 
+def test_a_cache_from_before_refits_were_kept_reads_as_one_deconvolution(tmp_path):
+    rng = np.random.default_rng(0)
+    images = {k: rng.integers(0, 256, (20, 30, 3), dtype=np.uint8) for k in ("b", "d", "s")}
+    np.savez(tmp_path / "photos_old-s7.npz", blurred=images["b"], deconv=images["d"],
+             sharp=images["s"], extent=9)  # fmt: skip
+    made = make_triple(tmp_path / "photos" / "old.jpg", 7, tmp_path / "unused", tmp_path)
+    assert len(made.deconvolutions) == 1
+    assert np.array_equal(made.deconvolutions[0], images["d"])
+
+
 def test_with_a_refiner_the_triple_holds_the_deconvolution_of_each_refit(
     photos, tmp_path, monkeypatch
 ):
