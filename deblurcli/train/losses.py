@@ -39,7 +39,7 @@ def l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - SSIM (:func:`deblurcli.metrics.ssim`, the scoring SSIM) of images in [-1, 1]."""
-    return 1 - metrics.ssim((pred + 1) / 2, (target + 1) / 2).mean().to(pred.dtype)
+    return 1 - metrics.ssim((pred + 1) / 2, (target + 1) / 2).mean().float()
 
 
 def fft_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
