@@ -133,28 +133,35 @@ class BlindDeconvolution(GlobalContextGenerator):
         than ``work_size``), then the kernel at the photo's resolution (K' × K',
         flattened)."""
         photos = ((image.float() + 1) / 2).clamp(0, 1)
-        height, width = photos.shape[-2:]
-        scale = min(1.0, self.work_size / max(height, width))
-        full_size = deconv.odd_size(self.kernel_size / scale)
         contexts = []
         for photo in photos:
-            gray = _gray(srgb_to_linear(photo))
-            kernel = deconv.estimate_kernel(
-                deconv.resize_image(gray, scale),
-                self.kernel_size,
-                iterations=self.iterations,
-                kernel_weight=self.kernel_weight,
-                gradient_share=self.gradient_share,
-            )
-            kernel = kernel.pow(self.kernel_sharpening)
-            kernel = deconv.resize_kernel(kernel / kernel.sum(), full_size)
-            sigma = deconv.estimate_noise(photo[1])
-            if self.refiner is not None and scale >= 1:
-                for _ in range(self.kernel_refits):
-                    kernel = self.refit_kernel(photo, kernel, sigma)
+            sigma, scale, kernels = self.estimate_kernels(photo)
             values = torch.tensor([sigma, scale], device=photo.device)
-            contexts.append(torch.cat([values, kernel.flatten()]))
+            contexts.append(torch.cat([values, kernels[-1].flatten()]))
         return torch.stack(contexts)[:, :, None, None]  # float32 even for bf16 images
+
+    def estimate_kernels(self, photo: torch.Tensor) -> tuple[float, float, list[torch.Tensor]]:
+        """One whole photo, (3, H, W) sRGB in [0, 1] -> its noise σ, the scale of the
+        working copy, and its (K', K') kernels at the photo's resolution, in the order
+        they are made: the search's, then one per re-fit (on photos the refiner runs
+        on). The model deconvolves with the last; training the refiner uses them all."""
+        height, width = photo.shape[-2:]
+        scale = min(1.0, self.work_size / max(height, width))
+        kernel = deconv.estimate_kernel(
+            deconv.resize_image(_gray(srgb_to_linear(photo)), scale),
+            self.kernel_size,
+            iterations=self.iterations,
+            kernel_weight=self.kernel_weight,
+            gradient_share=self.gradient_share,
+        )
+        kernel = kernel.pow(self.kernel_sharpening)
+        full_size = deconv.odd_size(self.kernel_size / scale)
+        kernels = [deconv.resize_kernel(kernel / kernel.sum(), full_size)]
+        sigma = deconv.estimate_noise(photo[1])
+        if self.refiner is not None and scale >= 1:
+            for _ in range(self.kernel_refits):
+                kernels.append(self.refit_kernel(photo, kernels[-1], sigma))
+        return sigma, scale, kernels
 
     def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels."""

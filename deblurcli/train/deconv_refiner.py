@@ -106,27 +106,19 @@ def deconvolve_as_inference(
 
     Args:
         model: the blind deconvolution; its refiner (if any) makes the re-fits.
-        pixels: (H, W, 3) uint8 RGB, no larger than ``model.work_size``.
+        pixels: (H, W, 3) uint8 RGB.
 
     Returns:
-        (H, W, 3) uint8 deconvolutions and (K, K) float32 kernels: the L0 search's,
-        then one per ``kernel_refits`` (none without a refiner or on a photo larger
-        than the working size).
+        (H, W, 3) uint8 deconvolutions and (K, K) float32 kernels, one per kernel of
+        :meth:`~deblurcli.models.blind.BlindDeconvolution.estimate_kernels`.
     """
-    refits, model.kernel_refits = model.kernel_refits, 0
-    try:
-        photo = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
-        with torch.inference_mode():
-            values = model.eval().global_features(photo[None] * 2 - 1).flatten()
-            sigma, size = float(values[0]), round((values.numel() - 2) ** 0.5)
-            kernels = [values[2:].reshape(size, size)]
-            # As at inference: re-fits need the refiner, which runs at the working size.
-            refitting = model.refiner is not None and float(values[1]) >= 1
-            for _ in range(refits if refitting else 0):
-                kernels.append(model.refit_kernel(photo, kernels[-1], sigma))
-            images = [model.deconvolve(photo, kernel, sigma) for kernel in kernels]
-    finally:
-        model.kernel_refits = refits
+    # Bit for bit as at inference: the restorer feeds [-1, 1], the model reads [0, 1]
+    # back, and the kernel search can turn last-bit differences into another kernel.
+    model_input = torch.from_numpy(pixels).permute(2, 0, 1).float() * (1.0 / 255) * 2 - 1
+    photo = ((model_input + 1) / 2).clamp(0, 1)
+    with torch.inference_mode():
+        sigma, _, kernels = model.eval().estimate_kernels(photo)
+        images = [model.deconvolve(photo, kernel, sigma) for kernel in kernels]
     as_pixels = [(image * 255).round().byte().permute(1, 2, 0).numpy() for image in images]
     return as_pixels, [kernel.numpy() for kernel in kernels]
 

@@ -95,7 +95,8 @@ def test_with_a_refiner_the_triple_holds_the_deconvolution_of_each_refit(
     assert not np.array_equal(estimates[0], estimates[1])  # the kernel was fitted again
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 0.1
     # The search's kernel and deconvolution are those of the model without a re-fit.
-    photo = torch.from_numpy(made.blurred).permute(2, 0, 1)[None].float() / 127.5 - 1
+    photo = torch.from_numpy(made.blurred).permute(2, 0, 1)[None].float() * (1.0 / 255) * 2 - 1
+    # (as Restorer.restore_array feeds the model)
     model.kernel_refits = 0
     with torch.inference_mode():
         features = model.eval().global_features(photo).flatten()
