@@ -83,6 +83,10 @@ class BlindDeconvolution(GlobalContextGenerator):
             deconvolution (photos no larger than ``work_size``, with a refiner).
         refit_sharpening: the power a re-fitted kernel is raised to, as
             ``kernel_sharpening`` for the search's.
+        edge_window: when above 0, the search fits the kernel only on pixels of
+            edges wider than the blur: those whose usefulness over this window
+            (:func:`~deblurcli.ops.deconv.edge_usefulness`) reaches ``edge_threshold``.
+        edge_threshold: see ``edge_window``.
 
     Example:
         >>> model = BlindDeconvolution(kernel_size=9, work_size=64).eval()
@@ -107,6 +111,8 @@ class BlindDeconvolution(GlobalContextGenerator):
         refiner_blocks: Sequence[int] = (1, 1, 3),
         kernel_refits: int = 0,
         refit_sharpening: float = 1.0,
+        edge_window: int = 0,
+        edge_threshold: float = 0.5,
     ) -> None:
         super().__init__()
         if kernel_size < 3 or kernel_size % 2 == 0:
@@ -125,6 +131,8 @@ class BlindDeconvolution(GlobalContextGenerator):
         )
         self.kernel_refits = kernel_refits
         self.refit_sharpening = refit_sharpening
+        self.edge_window = edge_window
+        self.edge_threshold = edge_threshold
         self.padding = Padding(1)
 
     def global_features(self, image: torch.Tensor) -> torch.Tensor:
@@ -153,6 +161,8 @@ class BlindDeconvolution(GlobalContextGenerator):
             iterations=self.iterations,
             kernel_weight=self.kernel_weight,
             gradient_share=self.gradient_share,
+            edge_window=self.edge_window,
+            edge_threshold=self.edge_threshold,
         )
         kernel = kernel.pow(self.kernel_sharpening)
         full_size = deconv.odd_size(self.kernel_size / scale)

@@ -113,13 +113,14 @@ def test_a_sharp_flat_photo_is_left_nearly_alone():
 
 
 def test_export_and_import_keep_the_settings(tmp_path, scene):
-    config = {**SMALL, "data_weight": 0.02, "alpha": 0.7}
+    config = {**SMALL, "data_weight": 0.02, "alpha": 0.7, "edge_window": 5, "edge_threshold": 0.3}
     model = build_model("deconv", config)
     path = tmp_path / "deconv.safetensors"
     save_weights(model, path, "deconv", config)
     loaded, info = load_model(path)
     assert info.architecture == "deconv" and isinstance(loaded, BlindDeconvolution)
     assert (loaded.kernel_size, loaded.data_weight, loaded.alpha) == (15, 0.02, 0.7)
+    assert (loaded.edge_window, loaded.edge_threshold) == (5, 0.3)
     blurred = _shake(scene, linear_kernels(7.0, 60.0)[0].float())
     with torch.inference_mode():
         assert torch.equal(model.eval()(blurred), loaded.eval()(blurred))
