@@ -217,8 +217,8 @@ def fit_kernel(
             unnormalised FFTs, so a fixed weight suits a fixed image size).
         gradient_share: when given, only the latent's strongest gradients take
             part (see :func:`select_gradients`).
-        usable: (H, W) boolean, when given with ``gradient_share``: the pixels
-            whose gradients may take part.
+        usable: (H, W) boolean, when given: the only pixels whose gradients may
+            take part (before the selection, with ``gradient_share``).
 
     Returns:
         (K, K) raw kernel (not yet cleaned).
@@ -227,6 +227,8 @@ def fit_kernel(
     latent_gradients = _gradients(latent)
     if gradient_share is not None:
         latent_gradients = select_gradients(*latent_gradients, size, gradient_share, usable)
+    elif usable is not None:
+        latent_gradients = tuple(gradient * usable for gradient in latent_gradients)
     numerator = torch.zeros((), dtype=torch.complex64, device=latent.device)
     denominator = torch.zeros((), dtype=latent.dtype, device=latent.device)
     for x_grad, y_grad in zip(latent_gradients, _gradients(blurred), strict=True):

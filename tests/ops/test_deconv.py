@@ -74,6 +74,18 @@ def test_fit_kernel_recovers_the_kernel_from_the_sharp_image(blocks):
     assert math.isclose(float(fitted.sum()), 1.0, rel_tol=1e-6) and float(fitted.min()) >= 0
 
 
+def test_fit_kernel_uses_only_usable_pixels_with_or_without_selection(blocks):
+    kernel = linear_kernels(11.0, 60.0)[0].float()
+    blurred = _periodic_blur(blocks, kernel)
+    truth = torch.nn.functional.pad(kernel, [(15 - kernel.shape[-1]) // 2] * 4)
+    nothing = torch.zeros(blocks.shape, dtype=torch.bool)
+    for share in (None, 2.0):
+        unmasked = deconv.clean_kernel(deconv.fit_kernel(blocks, blurred, 15, 1e-4, share))
+        masked = deconv.fit_kernel(blocks, blurred, 15, 1e-4, share, usable=nothing)
+        assert float((unmasked - truth).abs().sum()) < 0.1  # the fit works...
+        assert float(masked.abs().max()) == 0  # ...and sees no gradient when none is usable
+
+
 def test_gradient_selection_keeps_the_strongest_edges_of_every_direction():
     image = np.zeros((64, 128), np.float32)
     cv2.circle(image, (32, 32), 20, 1.0, -1)  # strong edges in every direction
