@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+# pytest-xdist runs one worker per core (addopts "-n auto"): each worker, and every
+# process a test starts, then computes on one thread. Two-thread workers on two cores
+# oversubscribe them, and OpenMP's spinning threads made the suite slower than serial.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2
 import numpy as np
