@@ -8,9 +8,11 @@ with the ``deblur score`` metrics. ``--recipe ops`` degrades with
 contrast, saturation, haze: what the enhancers are trained on, narrower);
 ``--recipe other`` with a recipe no enhancer was trained on (a gamma curve,
 channel gains and contrast about mid-grey in sRGB, desaturation, a lifted
-black level). A second table runs every method on the undegraded photos:
-PSNR of the output against its input (a good photo should stay as it is) and
-the share of clipped pixels (a channel at 0 or 255) before and after.
+black level); ``--recipe film`` with another (a sepia-toned channel mix,
+rolled-off highlights, lifted shadows, as faded prints look). A second
+table runs every method on the undegraded photos: PSNR of the output against
+its input (a good photo should stay as it is) and the share of clipped pixels
+(a channel at 0 or 255) before and after.
 
 * ``degraded input``: the identity, the floor every method must beat;
 * ``PIL autocontrast``: ``ImageOps.autocontrast`` (cutoff 0);
@@ -64,6 +66,24 @@ def other_degradation(image: torch.Tensor, generator: torch.Generator) -> tuple[
     return out.clamp(0, 1), {k: round(v, 4) for k, v in values.items()}
 
 
+def faded_film(image: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """A third recipe, unlike both training recipes: a sepia-toned channel mix, rolled-off
+    highlights and lifted shadows, as faded film prints look. (3, H, W) -> same, values."""
+    u = torch.rand(3, dtype=torch.float64, generator=generator).tolist()
+    sepia = torch.tensor(
+        [[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=image.dtype
+    )
+    sepia = sepia / sepia.sum(dim=1, keepdim=True).max()
+    mix = 0.15 + 0.35 * u[0]  # share of the sepia toning
+    toned = (1 - mix) * image + mix * torch.einsum("ij,jhw->ihw", sepia, image)
+    knee = 0.3 + 0.5 * u[1]  # x (1 + k) / (x + k): highlights rolled off
+    out = toned * (1 + knee) / (toned + knee) * 0.85
+    lift = 0.04 + 0.1 * u[2]
+    out = lift + (1 - lift) * out
+    values = {"sepia": mix, "knee": knee, "lift": lift}
+    return out.clamp(0, 1), {k: round(v, 4) for k, v in values.items()}
+
+
 def build_set(size: int, per_photo: int, seed: int, recipe: str) -> list[dict]:
     """Degraded/original uint8 RGB pairs from the held-out photos, ``size`` px on the long side."""
     from deblurcli.ops.degrade import degrade
@@ -76,6 +96,8 @@ def build_set(size: int, per_photo: int, seed: int, recipe: str) -> list[dict]:
             if recipe == "ops":
                 degraded, drawn = degrade(image, generator)
                 values = drawn.as_json()
+            elif recipe == "film":
+                degraded, values = faded_film(image, generator)
             else:
                 degraded, values = other_degradation(image, generator)
             pixels = (degraded * 255).round().byte().permute(1, 2, 0).numpy()
@@ -128,7 +150,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024, help="long side in px")
     parser.add_argument("--per-photo", type=int, default=4)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--recipe", choices=["ops", "other"], default="ops")
+    parser.add_argument("--recipe", choices=["ops", "other", "film"], default="ops")
     args = parser.parse_args()
     pairs = build_set(args.size, args.per_photo, args.seed, args.recipe)
     methods = {
