@@ -223,6 +223,33 @@ def test_fast_png_is_lossless_and_keeps_metadata(tmp_path, rng, channels):
     assert back.dpi == pytest.approx((300.0, 300.0), abs=0.01)
 
 
+def _png_row_filters(png: bytes) -> set[int]:
+    """The filter type byte of every row of an 8-bit RGB, non-interlaced PNG."""
+    width, height = struct.unpack(">II", png[16:24])
+    data, offset = b"", 8
+    while offset < len(png):
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
+        if png[offset + 4 : offset + 8] == b"IDAT":
+            data += png[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    raw = zlib.decompress(data)
+    stride = 1 + 3 * width
+    return {raw[row * stride] for row in range(height)}
+
+
+@pytest.mark.skipif(
+    not hasattr(cv2, "IMWRITE_PNG_FILTER"), reason="OpenCV before 4.11 has no PNG filter setting"
+)
+def test_fast_png_filters_every_row_with_paeth(rng):
+    smooth = np.repeat(np.arange(0, 250, 5, dtype=np.uint8)[None, :, None], 40, 0)
+    pixels = np.concatenate([smooth, smooth[:, ::-1], smooth // 2], 2)
+    pixels[::7] = rng.integers(0, 256, pixels[::7].shape, dtype=np.uint8)
+    photo = Photo(pixels=np.ascontiguousarray(pixels), alpha=None, format="png")
+    assert _png_row_filters(encode_image(photo, "png", fast_png=True)) == {4}  # Paeth
+    # The default (adaptive) encoder chooses among the filters row by row.
+    assert len(_png_row_filters(encode_image(photo, "png"))) > 1
+
+
 def _gradient(height: int = 48, width: int = 64) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     return np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
