@@ -226,6 +226,16 @@ def print_table(methods: dict, pairs: list[dict], bins: tuple = ()) -> dict[str,
     return results
 
 
+def print_pairs(results: dict, pairs: list[dict]) -> None:
+    """Each pair's kernel extent and every method's PSNR gain over the first (the input)."""
+    first, *names = list(results)
+    print(f"\n{'pair':<36} {'extent':>6}" + "".join(f" {n[-24:]:>24}" for n in names))
+    baseline = results[first][1]
+    for index, pair in enumerate(pairs):
+        gains = "".join(f" {results[n][1][index] - baseline[index]:>+24.2f}" for n in names)
+        print(f"{pair['name']:<36} {pair['extent']:>6}{gains}")
+
+
 def write_picture(path: Path, name: str, results: dict, pairs: list[dict]) -> None:
     """PNG of the pairs where ``name`` gains most, a median amount and least: per row,
     a 400×260 crop (where blur changed the photo most) of input | ``name`` | sharp."""
@@ -274,6 +284,9 @@ def main() -> None:
         "--no-baselines", action="store_true", help="only the blurred input and the weights"
     )
     parser.add_argument(
+        "--per-pair", action="store_true", help="also print every pair's gain per method"
+    )
+    parser.add_argument(
         "--picture",
         type=Path,
         help="write a PNG: input | first --weights | sharp, for its best, median and worst pair",
@@ -296,6 +309,8 @@ def main() -> None:
         f"side, seed {args.seed}, kernel extents {extents[0]}-{extents[-1]} px"
     )
     results = print_table(methods, pairs, EXTENT_BINS)
+    if args.per_pair:
+        print_pairs(results, pairs)
     if args.picture and len(methods) > 1:
         shown = list(methods)[-1] if args.weights is None else args.weights[0]
         write_picture(args.picture, shown, results, pairs)
