@@ -12,11 +12,15 @@ Run as ``python -m deblurcli.train.deconv_refiner --help``. Two steps:
    (blurred, deconvolutions, sharp) is cached as one ``.npz`` per photo and
    copy, with the true and estimated kernels, so an interrupted run, or a
    longer one, reuses them. This is the slow part: about 15 s per photo, pass
-   and core.
+   and core. With ``--wrong-kernels N``, each triple also gets N deconvolutions
+   with wrong versions of its true kernel (:mod:`~deblurcli.train.kernel_errors`),
+   cached beside it: the failures the search makes on a few photos, made on all.
 2. **Fitting.** Random crops (with flips and quarter turns) of the triples, each
    with one of its deconvolutions, teach
    :class:`~deblurcli.models.refiner.DeconvRefiner` to map (deconvolved, blurred)
-   to sharp, with an L1 loss, AdamW and a cosine learning rate.
+   to sharp, with an L1 loss, AdamW and a cosine learning rate. A share
+   (``--wrong-share``) of the crops comes from the wrong-kernel deconvolutions,
+   so the refiner learns to take back what a wrong kernel does.
    Whole validation photos, never trained on, are scored every
    ``--val-every`` steps; the run keeps ``last.pt`` (resumable) and writes the
    weights file from the step with the best validation gain.
@@ -45,12 +49,14 @@ from deblurcli.metrics import psnr
 from deblurcli.models._builder import load_model, save_weights
 from deblurcli.models.blind import BlindDeconvolution
 from deblurcli.models.refiner import DeconvRefiner
+from deblurcli.ops import deconv
 from deblurcli.ops.blur_estimate import kernel_extent
 from deblurcli.ops.color import pixels_to_tensor
 from deblurcli.ops.pairs import SynthSettings, downscale, synthesize_pairs
 from deblurcli.ops.synthesis import SynthesisConfig
 from deblurcli.train.checkpoint import CHECKPOINT, load_run_state, save_run_state
 from deblurcli.train.data import synth_settings
+from deblurcli.train.kernel_errors import perturb_kernel
 from deblurcli.train.presets import FAST_SYNTH
 
 # Photos are blurred and deconvolved at this longer side: the kernel's working size.
@@ -67,7 +73,8 @@ class Triple:
 
     ``deconvolutions`` holds one image per kernel the blind deconvolution uses on
     it, in order: the search's, then each re-fit's; the refiner's output on the
-    last one is what the model returns.
+    last one is what the model returns. ``wrong`` holds deconvolutions with wrong
+    versions of the true kernel (none unless asked for).
     """
 
     name: str
@@ -75,6 +82,7 @@ class Triple:
     deconvolutions: tuple[np.ndarray, ...]
     sharp: np.ndarray
     extent: int  # the shake kernel's extent, px
+    wrong: tuple[np.ndarray, ...] = ()
 
 
 def shake_settings() -> SynthSettings:
@@ -123,11 +131,34 @@ def deconvolve_as_inference(
     return as_pixels, [kernel.numpy() for kernel in kernels]
 
 
-def make_triple(path: Path, seed: int, deconvolution: Path, cache: Path) -> Triple:
+def wrong_deconvolutions(
+    model: BlindDeconvolution, blurred: np.ndarray, kernel: np.ndarray, count: int, seed: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``blurred`` deconvolved as the model does, with ``count`` wrong versions of its
+    true ``kernel`` (:func:`~deblurcli.train.kernel_errors.perturb_kernel`, drawn
+    from ``seed``): (count, H, W, 3) uint8 and the (K', K') kernels."""
+    rng = np.random.default_rng(seed)
+    photo = torch.from_numpy(blurred).permute(2, 0, 1).float() / 255
+    sigma = deconv.estimate_noise(photo[1])
+    images, kernels = [], []
+    with torch.inference_mode():
+        for _ in range(count):
+            wrong = perturb_kernel(kernel, rng)
+            image = model.deconvolve(photo, torch.from_numpy(wrong), sigma)
+            images.append((image * 255).round().byte().permute(1, 2, 0).numpy())
+            kernels.append(wrong)
+    return np.stack(images), kernels
+
+
+def make_triple(
+    path: Path, seed: int, deconvolution: Path, cache: Path, wrong_kernels: int = 0
+) -> Triple:
     """The triple of ``path`` blurred with ``seed``, read from ``cache`` when it is there.
 
     The ``.npz`` holds ``blurred`` and ``sharp`` (H, W, 3), ``deconv`` (P, H, W, 3)
-    and the kernels: ``kernel`` (the true one) and ``estimates`` (P, K, K).
+    and the kernels: ``kernel`` (the true one) and ``estimates`` (P, K, K). With
+    ``wrong_kernels``, a second file (``…-wrong.npz``) holds ``deconv`` (N, H, W, 3)
+    made with N wrong kernels (``kernel0`` …), remade when it holds fewer.
     """
     cached = cache / f"{path.parent.name}_{path.stem}-s{seed}.npz"
     if not cached.exists():
@@ -153,26 +184,48 @@ def make_triple(path: Path, seed: int, deconvolution: Path, cache: Path) -> Trip
     deconvolutions = data["deconv"]
     if deconvolutions.ndim == 3:  # a cache from before re-fits were kept: (H, W, 3)
         deconvolutions = deconvolutions[None]
+    wrong: tuple[np.ndarray, ...] = ()
+    if wrong_kernels > 0:
+        wrong_file = cached.with_name(f"{cached.stem}-wrong.npz")
+        if not wrong_file.exists() or len(np.load(wrong_file)["deconv"]) < wrong_kernels:
+            model, _ = load_model(deconvolution, "deconv")
+            assert isinstance(model, BlindDeconvolution)
+            images, kernels = wrong_deconvolutions(
+                model, data["blurred"], data["kernel"], wrong_kernels, seed
+            )
+            with atomic_path(wrong_file) as temporary, open(temporary, "wb") as file:
+                np.savez(file, deconv=images, **{f"kernel{i}": k for i, k in enumerate(kernels)})
+        wrong = tuple(np.load(wrong_file)["deconv"][:wrong_kernels])
     return Triple(
         f"{path.stem}-s{seed}",
         data["blurred"],
         tuple(deconvolutions),
         data["sharp"],
         int(data["extent"]),
+        wrong,
     )
 
 
 def make_triples(
-    photos: Sequence[Path], seeds: Sequence[int], deconvolution: Path, cache: Path, workers: int
+    photos: Sequence[Path],
+    seeds: Sequence[int],
+    deconvolution: Path,
+    cache: Path,
+    workers: int,
+    wrong_kernels: int = 0,
 ) -> list[Triple]:
     """One triple per photo and copy seed; photo ``i`` with copy seed ``s`` is blurred
-    with the synth seed ``s·100000 + i·1000``, so every photo gets its own kernel."""
+    with the synth seed ``s·100000 + i·1000``, so every photo gets its own kernel.
+    ``wrong_kernels``: see :func:`make_triple`."""
     cache.mkdir(parents=True, exist_ok=True)
     jobs = [(path, seed * 100_000 + index * 1000) for seed in seeds
             for index, path in enumerate(photos)]  # fmt: skip
     # One thread per worker: the workers share the cores.
     with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        futures = [pool.submit(make_triple, path, s, deconvolution, cache) for path, s in jobs]
+        futures = [
+            pool.submit(make_triple, path, s, deconvolution, cache, wrong_kernels)
+            for path, s in jobs
+        ]
         return [future.result() for future in futures]
 
 
@@ -182,10 +235,11 @@ def _tensor(pixels: np.ndarray) -> torch.Tensor:
 
 
 def sample_batch(
-    triples: Sequence[Triple], size: int, crop: int, rng: random.Random
+    triples: Sequence[Triple], size: int, crop: int, rng: random.Random, wrong_share: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(blurred, deconvolved, sharp), each (size, 3, crop, crop) in [-1, 1], channels-last:
-    random crops of random triples, each with one of its deconvolutions, turned and
+    random crops of random triples, each with one of its deconvolutions (a wrong-kernel
+    one with probability ``wrong_share``, where the triple has them), turned and
     flipped alike."""
     stacks: tuple[list, list, list] = ([], [], [])
     for _ in range(size):
@@ -193,7 +247,10 @@ def sample_batch(
         height, width = triple.blurred.shape[:2]
         top, left = rng.randrange(height - crop + 1), rng.randrange(width - crop + 1)
         turns, flip = rng.randrange(4), rng.random() < 0.5
-        deconvolved = triple.deconvolutions[rng.randrange(len(triple.deconvolutions))]
+        choices = triple.deconvolutions
+        if triple.wrong and rng.random() < wrong_share:
+            choices = triple.wrong
+        deconvolved = choices[rng.randrange(len(choices))]
         images = (triple.blurred, deconvolved, triple.sharp)
         for stack, pixels in zip(stacks, images, strict=True):
             patch = np.rot90(pixels[top : top + crop, left : left + crop], turns)
@@ -204,10 +261,12 @@ def sample_batch(
     return blurred, deconvolved, sharp
 
 
-def validation_gains(refiner: DeconvRefiner, triples: Sequence[Triple]) -> list[float]:
-    """PSNR gain (dB) of the refined last deconvolution (the model's output) over the
-    blurred input, per triple, on the centre ``VALIDATION_SIDE`` square, quantised to
-    8 bits as a photo is."""
+def validation_gains(
+    refiner: DeconvRefiner, triples: Sequence[Triple], wrong: bool = False
+) -> list[float]:
+    """PSNR gain (dB) of the refined last deconvolution (the model's output; with
+    ``wrong``, the first wrong-kernel one instead) over the blurred input, per triple,
+    on the centre ``VALIDATION_SIDE`` square, quantised to 8 bits as a photo is."""
     refiner.eval()
     gains = []
     with torch.inference_mode():
@@ -218,7 +277,11 @@ def validation_gains(refiner: DeconvRefiner, triples: Sequence[Triple]) -> list[
             device = next(refiner.parameters()).device
             blurred, deconvolved, sharp = (
                 _tensor(p[top : top + side, left : left + side])[None].to(device)
-                for p in (triple.blurred, triple.deconvolutions[-1], triple.sharp)
+                for p in (
+                    triple.blurred,
+                    triple.wrong[0] if wrong else triple.deconvolutions[-1],
+                    triple.sharp,
+                )
             )
             refined = refiner(deconvolved, blurred).float()
 
@@ -264,6 +327,7 @@ def fit(
     device: torch.device = torch.device("cpu"),
     autocast: torch.dtype = torch.float32,
     deadline: float | None = None,
+    wrong_share: float = 0.0,
 ) -> tuple[int, float]:
     """Train ``refiner`` in place; resume from ``run/last.pt`` when it is there.
 
@@ -272,7 +336,9 @@ def fit(
     ``run/best.pt`` (the refiner's state dict). ``autocast`` other than float32
     runs the forward pass in that dtype (weights and optimiser stay float32).
     Past ``deadline`` (``time.monotonic()``), the run validates, saves and stops
-    early. Returns the best (step, mean gain).
+    early. ``wrong_share``: see :func:`sample_batch`; when the validation triples
+    have wrong-kernel deconvolutions, their gain is logged too (not used to choose).
+    Returns the best (step, mean gain).
     """
     run.mkdir(parents=True, exist_ok=True)
     refiner.to(device, memory_format=torch.channels_last).train()
@@ -291,7 +357,7 @@ def fit(
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
         blurred, deconvolved, sharp = (
-            x.to(device) for x in sample_batch(training, batch_size, crop, rng)
+            x.to(device) for x in sample_batch(training, batch_size, crop, rng, wrong_share)
         )
         with torch.autocast(device.type, autocast, enabled=autocast != torch.float32):
             refined = refiner(deconvolved, blurred)
@@ -310,6 +376,10 @@ def fit(
             gains = validation_gains(refiner, validation)
             mean = float(np.mean(gains))
             log(f"step {step}: validation gain {mean:+.3f} dB (worst {min(gains):+.3f})")
+            if all(triple.wrong for triple in validation):
+                wrong = validation_gains(refiner, validation, wrong=True)
+                log(f"step {step}: wrong-kernel validation gain {np.mean(wrong):+.3f} dB "
+                    f"(worst {min(wrong):+.3f})")  # fmt: skip
             if mean > best[1]:
                 best = (step, mean)
                 with atomic_path(run / "best.pt") as temporary:
@@ -347,11 +417,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, required=True, help="folder for the triples")
     parser.add_argument("--run", type=Path, required=True, help="checkpoint folder")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak of the cosine schedule (lower to fine-tune --init)")  # fmt: skip
     parser.add_argument("--widths", type=int, nargs=3, default=[32, 64, 96])
     parser.add_argument("--blocks", type=int, nargs=3, default=[1, 1, 3])
     parser.add_argument("--init", type=Path,
                         help="start from the refiner in this weights file (when run/last.pt "
                         "is not there)")  # fmt: skip
+    parser.add_argument(
+        "--wrong-kernels",
+        type=int,
+        default=0,
+        help="deconvolutions per triple with wrong versions of its true kernel",
+    )
+    parser.add_argument(
+        "--wrong-share",
+        type=float,
+        default=0.25,
+        help="share of the crops taken from those deconvolutions",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="auto", help="auto, bf16, fp16 or fp32")
@@ -372,8 +456,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     training = [p for p in photos if p.stem not in set(args.validation)]
     print(f"{len(training)} training photos, {len(held)} validation photos", flush=True)
     train_triples = make_triples(training, args.copies, args.deconvolution, args.cache,
-                                 args.workers)  # fmt: skip
-    val_triples = make_triples(held, args.val_copies, args.deconvolution, args.cache, args.workers)
+                                 args.workers, args.wrong_kernels)  # fmt: skip
+    val_triples = make_triples(held, args.val_copies, args.deconvolution, args.cache,
+                               args.workers, args.wrong_kernels)  # fmt: skip
     refiner = DeconvRefiner(tuple(args.widths), tuple(args.blocks))
     alone = np.mean(validation_gains(refiner, val_triples))  # it starts as the identity
     print(f"validation: the deconvolution alone gains {alone:+.3f} dB", flush=True)
@@ -388,8 +473,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.minutes is not None:
         deadline = started + 60 * args.minutes - min(60.0, 6 * args.minutes)
     step, gain = fit(refiner, train_triples, val_triples, args.run, args.steps,
+                     learning_rate=args.learning_rate,
                      log=lambda line: print(line, flush=True), device=device,
-                     autocast=autocast, deadline=deadline)  # fmt: skip
+                     autocast=autocast, deadline=deadline,
+                     wrong_share=args.wrong_share if args.wrong_kernels else 0.0)  # fmt: skip
     refiner.load_state_dict(torch.load(args.run / "best.pt", map_location="cpu"))
     export(
         refiner,

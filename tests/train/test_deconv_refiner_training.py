@@ -103,6 +103,35 @@ def test_with_a_refiner_the_triple_holds_the_deconvolution_of_each_refit(
     np.testing.assert_allclose(features[2:].reshape(7, 7).numpy(), estimates[0], atol=1e-6)
 
 
+def test_wrong_kernel_deconvolutions_are_cached_beside_the_triple(photos, deconvolution, tmp_path):
+    made = make_triple(photos[0], 1234, deconvolution, tmp_path, wrong_kernels=2)
+    assert len(made.wrong) == 2
+    stored = np.load(tmp_path / f"photos_{photos[0].stem}-s1234.npz")
+    for image, kernel_name in zip(made.wrong, ("kernel0", "kernel1"), strict=True):
+        assert image.shape == made.blurred.shape and image.dtype == np.uint8
+        wrong = np.load(tmp_path / f"photos_{photos[0].stem}-s1234-wrong.npz")[kernel_name]
+        assert wrong.sum() == pytest.approx(1, abs=1e-4)
+        assert wrong.shape != stored["kernel"].shape or not np.allclose(wrong, stored["kernel"])
+        # A deconvolution, not the blurred photo, and not the search's.
+        assert np.abs(image.astype(int) - made.blurred.astype(int)).mean() > 0.5
+        assert not np.array_equal(image, made.deconvolutions[0])
+    again = make_triple(photos[0], 1234, deconvolution, tmp_path, wrong_kernels=1)
+    assert len(again.wrong) == 1 and np.array_equal(again.wrong[0], made.wrong[0])
+    more = make_triple(photos[0], 1234, deconvolution, tmp_path, wrong_kernels=3)
+    assert len(more.wrong) == 3  # the file held too few: made again
+    assert make_triple(photos[0], 1234, deconvolution, tmp_path).wrong == ()
+
+
+def test_the_wrong_share_of_a_batch_comes_from_the_wrong_kernel_deconvolutions():
+    triples = _offset_triples(2, seed=0)
+    for triple in triples:
+        triple.wrong = (np.zeros_like(triple.sharp),)
+    _, always, _ = sample_batch(triples, 6, 16, random.Random(1), wrong_share=1.0)
+    assert torch.all(always == -1)  # black: the wrong ones
+    _, never, _ = sample_batch(triples, 6, 16, random.Random(1), wrong_share=0.0)
+    assert torch.all(never > -1)
+
+
 def test_a_batch_turns_and_flips_the_three_images_alike():
     triples = _offset_triples(2, seed=0)
     blurred, deconvolved, sharp = sample_batch(triples, 5, 32, random.Random(1))
@@ -159,10 +188,13 @@ def test_the_command_trains_validates_and_writes_a_file_that_deblurs(
         "--copies", "1", "--val-copies", "2", "--deconvolution", str(deconvolution),
         "--cache", str(tmp_path / "cache"), "--run", str(tmp_path / "run"), "--steps", "4",
         "--widths", "8", "8", "8", "--blocks", "1", "1", "1", "--workers", "1", "-o", str(output),
+        "--wrong-kernels", "1",
     ])  # fmt: skip
     printed = capsys.readouterr().out
     assert "1 training photos, 1 validation photos" in printed
     assert "step 4: validation gain" in printed and f"wrote {output}" in printed
+    assert "step 4: wrong-kernel validation gain" in printed
+    assert len(list((tmp_path / "cache").glob("*-wrong.npz"))) == 2
     model, info = load_model(output, "deconv")
     assert isinstance(model, BlindDeconvolution) and model.refiner.widths == (8, 8, 8)
     assert json.loads(info.metadata["training_photos"]) == [photos[0].name]
