@@ -253,7 +253,7 @@ def clean_kernel(kernel: torch.Tensor, relative_floor: float = 0.05) -> torch.Te
         return delta_kernel(kernel.shape[-1], kernel.dtype, kernel.device)
     k = torch.where(k >= relative_floor * peak, k, torch.zeros_like(k))
     k = _drop_small_regions(k / k.sum())
-    k = _centre(k)
+    k = centre_kernel(k)
     return k / k.sum()
 
 
@@ -277,7 +277,7 @@ def _drop_small_regions(kernel: torch.Tensor) -> torch.Tensor:
     return kernel * keep[labels.long()]
 
 
-def _centre(kernel: torch.Tensor) -> torch.Tensor:
+def centre_kernel(kernel: torch.Tensor) -> torch.Tensor:
     """Shift a (K, K) kernel by whole pixels so its centroid sits on the centre pixel."""
     size = kernel.shape[-1]
     axis = torch.arange(size, dtype=kernel.dtype, device=kernel.device)

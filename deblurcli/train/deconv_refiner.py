@@ -51,7 +51,7 @@ from deblurcli.models.blind import BlindDeconvolution
 from deblurcli.models.refiner import DeconvRefiner
 from deblurcli.ops import deconv
 from deblurcli.ops.blur_estimate import kernel_extent
-from deblurcli.ops.color import pixels_to_tensor
+from deblurcli.ops.color import pixels_to_tensor, tensor_to_pixels
 from deblurcli.ops.pairs import SynthSettings, downscale, synthesize_pairs
 from deblurcli.ops.synthesis import SynthesisConfig
 from deblurcli.train.checkpoint import CHECKPOINT, load_run_state, save_run_state
@@ -138,14 +138,14 @@ def wrong_deconvolutions(
     true ``kernel`` (:func:`~deblurcli.train.kernel_errors.perturb_kernel`, drawn
     from ``seed``): (count, H, W, 3) uint8 and the (K', K') kernels."""
     rng = np.random.default_rng(seed)
-    photo = torch.from_numpy(blurred).permute(2, 0, 1).float() / 255
+    photo = pixels_to_tensor(blurred)
     sigma = deconv.estimate_noise(photo[1])
     images, kernels = [], []
     with torch.inference_mode():
         for _ in range(count):
             wrong = perturb_kernel(kernel, rng)
             image = model.deconvolve(photo, torch.from_numpy(wrong), sigma)
-            images.append((image * 255).round().byte().permute(1, 2, 0).numpy())
+            images.append(tensor_to_pixels(image, np.uint8))
             kernels.append(wrong)
     return np.stack(images), kernels
 
@@ -187,7 +187,8 @@ def make_triple(
     wrong: tuple[np.ndarray, ...] = ()
     if wrong_kernels > 0:
         wrong_file = cached.with_name(f"{cached.stem}-wrong.npz")
-        if not wrong_file.exists() or len(np.load(wrong_file)["deconv"]) < wrong_kernels:
+        images = np.load(wrong_file)["deconv"] if wrong_file.exists() else ()
+        if len(images) < wrong_kernels:
             model, _ = load_model(deconvolution, "deconv")
             assert isinstance(model, BlindDeconvolution)
             images, kernels = wrong_deconvolutions(
@@ -195,7 +196,7 @@ def make_triple(
             )
             with atomic_path(wrong_file) as temporary, open(temporary, "wb") as file:
                 np.savez(file, deconv=images, **{f"kernel{i}": k for i, k in enumerate(kernels)})
-        wrong = tuple(np.load(wrong_file)["deconv"][:wrong_kernels])
+        wrong = tuple(images[:wrong_kernels])
     return Triple(
         f"{path.stem}-s{seed}",
         data["blurred"],
@@ -476,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      learning_rate=args.learning_rate,
                      log=lambda line: print(line, flush=True), device=device,
                      autocast=autocast, deadline=deadline,
-                     wrong_share=args.wrong_share if args.wrong_kernels else 0.0)  # fmt: skip
+                     wrong_share=args.wrong_share)  # fmt: skip
     refiner.load_state_dict(torch.load(args.run / "best.pt", map_location="cpu"))
     export(
         refiner,

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
+from deblurcli.ops.blur import linear_kernels
 from deblurcli.ops.blur_estimate import kernel_extent
+from deblurcli.ops.deconv import centre_kernel
 
 # The ways a kernel estimate goes wrong, as perturb_kernel names them.
 ERROR_KINDS = ("smear", "stretch", "shrink", "turn", "blob")
@@ -33,28 +36,11 @@ def _rotation(angle: float) -> np.ndarray:
     return np.array([[cos, -sin], [sin, cos]])
 
 
-def _line(length: float, angle: float) -> np.ndarray:
-    """A box-filtered line segment of ``length`` px at ``angle`` (radians), summing to 1."""
-    side = int(np.ceil(length)) | 1
-    line = np.zeros((side, side), np.float32)
-    half = (length - 1) / 2
-    dx, dy = half * np.cos(angle), half * np.sin(angle)
-    centre = side // 2
-    points = np.linspace([centre - dx, centre - dy], [centre + dx, centre + dy], 4 * side)
-    cells = np.rint(points).astype(int)
-    np.add.at(line, (cells[:, 1], cells[:, 0]), 1)
-    return line / line.sum()
-
-
 def _centred_crop(kernel: np.ndarray) -> np.ndarray:
     """Shift the kernel's centroid onto the centre pixel, then crop it to the smallest
     odd square (plus a 1 px margin) holding every value above 1 % of the peak."""
     side = kernel.shape[0]
-    total = kernel.sum()
-    axis = np.arange(side)
-    cy, cx = (kernel.sum(1) @ axis) / total, (kernel.sum(0) @ axis) / total
-    shift = np.array([[1, 0, side // 2 - cx], [0, 1, side // 2 - cy]])
-    kernel = cv2.warpAffine(kernel, shift, (side, side), flags=cv2.INTER_LINEAR)
+    kernel = centre_kernel(torch.from_numpy(kernel)).numpy()
     rows, cols = np.nonzero(kernel > 0.01 * kernel.max())
     reach = int(max(np.abs(rows - side // 2).max(), np.abs(cols - side // 2).max())) + 1
     reach = min(reach, side // 2)
@@ -93,7 +79,8 @@ def perturb_kernel(
     for kind in kinds:
         angle = rng.uniform(0, np.pi)
         if kind == "smear":
-            line = _line(rng.uniform(0.3, 1.0) * extent + 3, angle)
+            length = rng.uniform(0.3, 1.0) * extent + 3
+            line = linear_kernels(length, np.rad2deg(angle))[0].float().numpy()
             wrong = cv2.filter2D(wrong, -1, line, borderType=cv2.BORDER_CONSTANT)
         elif kind == "stretch":
             turn = _rotation(angle)
