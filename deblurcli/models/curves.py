@@ -22,6 +22,14 @@ numbers per photo. With the last layer at
 zero the model is that auto-levels stretch, so training starts from a strong
 generic correction and learns when and how far to depart from it (a good
 photo is mapped back onto itself).
+
+With ``channel_stretch``, the model also predicts, per channel, how far to
+move that stretch towards the channel's own darkest and brightest pixel, which
+is what PIL's autocontrast does for every photo: the degradations that are gains
+or offsets per channel (white balance, exposure, contrast, haze) are nearly
+undone by it, and a photo dominated by one colour (a blue sky) is left with
+the shared stretch. At zero it starts 95 % of the way to the per-channel
+stretch.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ class CurveEnhancer(GlobalContextGenerator):
             pixels on the longer side (every kept pixel is a real one).
         knots: K, segments of each channel's piecewise-linear curve.
         hidden: width of the predictor's two hidden layers.
+        channel_stretch: also predict, per channel, the share of a per-channel
+            stretch mixed into the shared one (three more numbers per photo).
 
     Example:
         >>> model = CurveEnhancer().eval()
@@ -53,11 +63,19 @@ class CurveEnhancer(GlobalContextGenerator):
     QUANTILES = 33  # per level map: 0 %, 3.125 %, ..., 100 %
     LEVEL_MAPS = 5  # red, green, blue, luma, chroma
     EXTREMES = (0.001, 0.999)  # the levels stretched to 0 and 1: robust to a few hot pixels
+    CHANNEL_SHARE_AT_ZERO = 0.95  # share of the per-channel stretch when its number is 0
 
-    def __init__(self, sample_size: int = 512, knots: int = 16, hidden: int = 128) -> None:
+    def __init__(
+        self,
+        sample_size: int = 512,
+        knots: int = 16,
+        hidden: int = 128,
+        channel_stretch: bool = False,
+    ) -> None:
         super().__init__()
         self.sample_size = sample_size
         self.knots = knots
+        self.channel_stretch = channel_stretch
         self.padding = Padding(1)
         self.head = nn.Sequential(
             nn.Conv2d(self.LEVEL_MAPS * self.QUANTILES, hidden, 1),
@@ -69,7 +87,13 @@ class CurveEnhancer(GlobalContextGenerator):
 
     @property
     def parameter_count(self) -> int:
-        """Numbers predicted per photo: 9 matrix + 3 bias + 3 × (start, rise, K segment logits)."""
+        """Numbers predicted per photo: 9 matrix + 3 bias + 3 × (start, rise, K segment
+        logits), then 3 per-channel stretch shares with ``channel_stretch``."""
+        return self.curve_end + (3 if self.channel_stretch else 0)
+
+    @property
+    def curve_end(self) -> int:
+        """Index just past the curves' numbers in the predicted parameters."""
         return 12 + 3 * (self.knots + 2)
 
     def global_features(self, image: torch.Tensor) -> torch.Tensor:
@@ -93,6 +117,11 @@ class CurveEnhancer(GlobalContextGenerator):
         brightest = ends[..., 1:].amax(dim=1, keepdim=True).expand(-1, 3, -1)
         extremes = torch.cat([darkest, brightest], dim=-1)  # (N, 3, 2)
         predicted = self.head(levels.flatten(1)[..., None, None].to(image.dtype)).float()
+        if self.channel_stretch:  # towards each channel's own darkest and brightest pixel
+            own = (at(torch.tensor([0.0, 1.0]))[:, :3] + 1) / 2  # (N, 3, 2)
+            logit = math.log(self.CHANNEL_SHARE_AT_ZERO / (1 - self.CHANNEL_SHARE_AT_ZERO))
+            share = torch.sigmoid(predicted[:, self.curve_end :, 0] + logit)  # (N, 3, 1)
+            extremes = extremes + share * (own - extremes)
         return torch.cat([predicted, extremes.transpose(1, 2).flatten(1)[..., None, None]], 1)
 
     def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -105,7 +134,7 @@ class CurveEnhancer(GlobalContextGenerator):
         bias = params[:, 9:12].view(n, 3, 1, 1)
         rgb = ((x.float() + 1) / 2 - darkest) / span
         mixed = torch.einsum("nij,njhw->nihw", matrix, rgb) + bias
-        knots = self.curve_knots(params[:, 12 : self.parameter_count].view(n, 3, self.knots + 2))
+        knots = self.curve_knots(params[:, 12 : self.curve_end].view(n, 3, self.knots + 2))
         return (apply_curves(mixed, knots) * 2 - 1).to(x.dtype)
 
     def curve_knots(self, raw: torch.Tensor) -> torch.Tensor:

@@ -111,7 +111,9 @@ def dpe_unet(global_size: int = 512) -> dpe.DPEGenerator:
     default_weights="deblurcli-curves",
 )
 def curve_enhancer(
-    sample_size: int = 512, knots: int = 16, hidden: int = 128
+    sample_size: int = 512, knots: int = 16, hidden: int = 128, channel_stretch: bool = False
 ) -> curves.CurveEnhancer:
     """Auto levels, then a colour matrix and 16-segment curves per channel."""
-    return curves.CurveEnhancer(sample_size=sample_size, knots=knots, hidden=hidden)
+    return curves.CurveEnhancer(
+        sample_size=sample_size, knots=knots, hidden=hidden, channel_stretch=channel_stretch
+    )

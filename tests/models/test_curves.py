@@ -49,6 +49,23 @@ def test_zero_last_layer_stretches_levels_and_leaves_full_range_photos_alone():
     assert float(out.amax()) > 0.95 and float(out.amin()) < 0.05  # stretched to full range
 
 
+def test_channel_stretch_starts_near_each_channels_own_levels():
+    """A cast photo (each channel over its own range): the shared stretch keeps the
+    cast, the per-channel one (95 % of the way at zero) nearly removes it."""
+    ranges = torch.tensor([[0.2, 0.6], [0.1, 0.9], [0.35, 0.5]]).view(1, 3, 2, 1, 1)
+    cast = ranges[:, :, 0] + (ranges[:, :, 1] - ranges[:, :, 0]) * _photo(2)
+    spans = {}
+    for channel_stretch in (False, True):
+        model = start_as_identity(build_model("curves", {"channel_stretch": channel_stretch}))
+        with torch.no_grad():
+            out = (model.eval()(cast * 2 - 1) + 1) / 2
+        spans[channel_stretch] = out.amax(dim=(2, 3)) - out.amin(dim=(2, 3))  # (1, 3)
+    assert spans[False][0, 0] < 0.6 and spans[False][0, 2] < 0.3  # the cast stays
+    assert bool((spans[True] > 0.8).all())  # every channel nearly fills [0, 1]
+    model = build_model("curves", {"channel_stretch": True})
+    assert model.parameter_count == build_model("curves").parameter_count + 3
+
+
 def test_curves_are_monotone_and_interpolate_their_knots():
     model = CurveEnhancer(knots=4)
     raw = torch.randn(2, 3, 6) * 3
