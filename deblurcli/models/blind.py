@@ -87,6 +87,12 @@ class BlindDeconvolution(GlobalContextGenerator):
             edges wider than the blur: those whose usefulness over this window
             (:func:`~deblurcli.ops.deconv.edge_usefulness`) reaches ``edge_threshold``.
         edge_threshold: see ``edge_window``.
+        ensemble_windows: more kernel windows (odd, px on the working copy): the
+            search (and its re-fits) runs once per window besides ``kernel_size``
+            and the output is the mean of the restorations with each kernel. The
+            search turns small changes of its input into other kernels, so their
+            errors partly cancel; each window adds the cost of one more estimate
+            and restoration.
 
     Example:
         >>> model = BlindDeconvolution(kernel_size=9, work_size=64).eval()
@@ -113,11 +119,14 @@ class BlindDeconvolution(GlobalContextGenerator):
         refit_sharpening: float = 1.0,
         edge_window: int = 0,
         edge_threshold: float = 0.5,
+        ensemble_windows: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        if kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and at least 3, got {kernel_size}")
+        for size in (kernel_size, *ensemble_windows):
+            if size < 3 or size % 2 == 0:
+                raise ValueError(f"kernel windows must be odd and at least 3, got {size}")
         self.kernel_size = kernel_size
+        self.ensemble_windows = tuple(ensemble_windows)
         self.work_size = work_size
         self.iterations = iterations
         self.kernel_weight = kernel_weight
@@ -135,29 +144,44 @@ class BlindDeconvolution(GlobalContextGenerator):
         self.edge_threshold = edge_threshold
         self.padding = Padding(1)
 
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """The kernel windows searched per photo: ``kernel_size``, then the ensemble's."""
+        return (self.kernel_size, *self.ensemble_windows)
+
     def global_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Whole photos (N, 3, H, W) in [-1, 1] -> (N, 2 + K'², 1, 1) float32: the noise σ
-        of each photo, the scale of the working copy (1 when the photo is no larger
-        than ``work_size``), then the kernel at the photo's resolution (K' × K',
-        flattened)."""
+        """Whole photos (N, 3, H, W) in [-1, 1] -> (N, 2 + M·K'², 1, 1) float32: the noise
+        σ of each photo, the scale of the working copy (1 when the photo is no larger
+        than ``work_size``), then its M kernels (one per window of :attr:`windows`) at
+        the photo's resolution, each centred on the largest one's K' × K' canvas and
+        flattened."""
         photos = ((image.float() + 1) / 2).clamp(0, 1)
         contexts = []
         for photo in photos:
-            sigma, scale, kernels = self.estimate_kernels(photo)
+            finals = []
+            for window in self.windows:
+                sigma, scale, kernels = self.estimate_kernels(photo, window)
+                finals.append(kernels[-1])
+            size = max(kernel.shape[-1] for kernel in finals)
+            canvas = [F.pad(k, [(size - k.shape[-1]) // 2] * 4).flatten() for k in finals]
             values = torch.tensor([sigma, scale], device=photo.device)
-            contexts.append(torch.cat([values, kernels[-1].flatten()]))
+            contexts.append(torch.cat([values, *canvas]))
         return torch.stack(contexts)[:, :, None, None]  # float32 even for bf16 images
 
-    def estimate_kernels(self, photo: torch.Tensor) -> tuple[float, float, list[torch.Tensor]]:
+    def estimate_kernels(
+        self, photo: torch.Tensor, window: int | None = None
+    ) -> tuple[float, float, list[torch.Tensor]]:
         """One whole photo, (3, H, W) sRGB in [0, 1] -> its noise σ, the scale of the
         working copy, and its (K', K') kernels at the photo's resolution, in the order
         they are made: the search's, then one per re-fit (on photos the refiner runs
-        on). The model deconvolves with the last; training the refiner uses them all."""
+        on). The model deconvolves with the last; training the refiner uses them all.
+        ``window`` is the search's kernel window (default ``kernel_size``)."""
+        window = self.kernel_size if window is None else window
         height, width = photo.shape[-2:]
         scale = min(1.0, self.work_size / max(height, width))
         kernel = deconv.estimate_kernel(
             deconv.resize_image(_gray(srgb_to_linear(photo)), scale),
-            self.kernel_size,
+            window,
             iterations=self.iterations,
             kernel_weight=self.kernel_weight,
             gradient_share=self.gradient_share,
@@ -165,7 +189,7 @@ class BlindDeconvolution(GlobalContextGenerator):
             edge_threshold=self.edge_threshold,
         )
         kernel = kernel.pow(self.kernel_sharpening)
-        full_size = deconv.odd_size(self.kernel_size / scale)
+        full_size = deconv.odd_size(window / scale)
         kernels = [deconv.resize_kernel(kernel / kernel.sum(), full_size)]
         sigma = deconv.estimate_noise(photo[1])
         if self.refiner is not None and scale >= 1:
@@ -174,15 +198,24 @@ class BlindDeconvolution(GlobalContextGenerator):
         return sigma, scale, kernels
 
     def forward_with_context(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels."""
+        """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels
+        (the mean of the restorations when there are several)."""
         outputs = []
+        count = len(self.windows)
         for tile, values in zip(x, context.float().flatten(1), strict=True):
             sigma = float(values[0])
-            size = round((values.numel() - 2) ** 0.5)
+            size = round(((values.numel() - 2) / count) ** 0.5)
             pixels = ((tile.float().contiguous() + 1) / 2).clamp(0, 1)
-            sharp = self.deconvolve(pixels, values[2:].reshape(size, size), sigma)
-            if self.refiner is not None and float(values[1]) >= 1:
-                sharp = self.refine(sharp, pixels)
+            restorations = []
+            canvases = values[2:].reshape(count, size, size)
+            for window, canvas in zip(self.windows, canvases, strict=True):
+                trim = (size - deconv.odd_size(window / float(values[1]))) // 2
+                kernel = canvas[trim : size - trim, trim : size - trim]  # its own size again
+                sharp = self.deconvolve(pixels, kernel, sigma)
+                if self.refiner is not None and float(values[1]) >= 1:
+                    sharp = self.refine(sharp, pixels)
+                restorations.append(sharp)
+            sharp = torch.stack(restorations).mean(dim=0)
             outputs.append((pixels + self.strength * (sharp - pixels)) * 2 - 1)
         return torch.stack(outputs).to(x.dtype)
 

@@ -249,3 +249,28 @@ def test_kernel_refits_need_a_refiner_and_the_working_scale(scene):
     assert not torch.equal(contexts[0, "refined", "small"], contexts[2, "refined", "small"])
     assert torch.equal(contexts[0, "refined", "big"], contexts[2, "refined", "big"])
     assert torch.equal(contexts[0, "plain", "small"], contexts[2, "plain", "small"])
+
+
+def test_an_ensemble_restores_with_each_windows_kernel_and_takes_the_mean(scene, tmp_path):
+    blurred = _shake(scene, linear_kernels(9.0, 30.0)[0].float())
+    ensemble = BlindDeconvolution(**SMALL, ensemble_windows=(11,)).eval()
+    alone = {
+        size: BlindDeconvolution(**(SMALL | {"kernel_size": size})).eval() for size in (15, 11)
+    }
+    with torch.inference_mode():
+        context = ensemble.global_features(blurred)
+        mean = ensemble.forward_with_context(blurred, context)
+        singles = {size: model.global_features(blurred) for size, model in alone.items()}
+        outputs = [alone[size].forward_with_context(blurred, singles[size]) for size in alone]
+    assert context.shape == (1, 2 + 2 * 15 * 15, 1, 1)  # both kernels on the 15 px canvas
+    kernels = context[0, 2:, 0, 0].reshape(2, 15, 15)
+    torch.testing.assert_close(kernels[0], singles[15][0, 2:, 0, 0].reshape(15, 15))
+    torch.testing.assert_close(kernels[1, 2:-2, 2:-2], singles[11][0, 2:, 0, 0].reshape(11, 11))
+    assert float(kernels[1, :2].abs().sum() + kernels[1, :, :2].abs().sum()) == 0.0
+    assert float((outputs[0] - outputs[1]).abs().mean()) > 1e-4  # two different restorations
+    torch.testing.assert_close(mean, (outputs[0] + outputs[1]) / 2, atol=2e-5, rtol=0)
+    save_weights(ensemble, tmp_path / "e.safetensors", "deconv", SMALL | {"ensemble_windows": [11]})
+    loaded, _ = load_model(tmp_path / "e.safetensors")
+    assert loaded.windows == (15, 11)
+    with pytest.raises(ValueError, match="odd"):
+        BlindDeconvolution(ensemble_windows=(20,))
