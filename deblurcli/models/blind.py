@@ -92,7 +92,8 @@ class BlindDeconvolution(GlobalContextGenerator):
             and the output is the mean of the restorations with each kernel. The
             search turns small changes of its input into other kernels, so their
             errors partly cancel; each window adds the cost of one more estimate
-            and restoration.
+            and restoration. Photos larger than ``work_size`` search
+            ``kernel_size`` alone, so their time stays as it was.
 
     Example:
         >>> model = BlindDeconvolution(kernel_size=9, work_size=64).eval()
@@ -149,17 +150,24 @@ class BlindDeconvolution(GlobalContextGenerator):
         """The kernel windows searched per photo: ``kernel_size``, then the ensemble's."""
         return (self.kernel_size, *self.ensemble_windows)
 
+    def windows_at(self, scale: float) -> tuple[int, ...]:
+        """The windows searched on a photo whose working copy has this scale: all of
+        them at the working scale, ``kernel_size`` alone on larger photos (as the
+        refiner, the ensemble runs only where a photo's time stays small)."""
+        return self.windows if scale >= 1 else (self.kernel_size,)
+
     def global_features(self, image: torch.Tensor) -> torch.Tensor:
         """Whole photos (N, 3, H, W) in [-1, 1] -> (N, 2 + M·K'², 1, 1) float32: the noise
         σ of each photo, the scale of the working copy (1 when the photo is no larger
-        than ``work_size``), then its M kernels (one per window of :attr:`windows`) at
-        the photo's resolution, each centred on the largest one's K' × K' canvas and
-        flattened."""
+        than ``work_size``), then its M kernels (one per window of :meth:`windows_at`
+        that scale) at the photo's resolution, each centred on the largest one's
+        K' × K' canvas and flattened."""
         photos = ((image.float() + 1) / 2).clamp(0, 1)
+        scale = min(1.0, self.work_size / max(image.shape[-2:]))
         contexts = []
         for photo in photos:
             finals = []
-            for window in self.windows:
+            for window in self.windows_at(scale):
                 sigma, scale, kernels = self.estimate_kernels(photo, window)
                 finals.append(kernels[-1])
             size = max(kernel.shape[-1] for kernel in finals)
@@ -201,18 +209,18 @@ class BlindDeconvolution(GlobalContextGenerator):
         """Deconvolve (N, 3, h, w) images or tiles in [-1, 1] with their photos' kernels
         (the mean of the restorations when there are several)."""
         outputs = []
-        count = len(self.windows)
         for tile, values in zip(x, context.float().flatten(1), strict=True):
-            sigma = float(values[0])
-            size = round(((values.numel() - 2) / count) ** 0.5)
+            sigma, scale = float(values[0]), float(values[1])
+            windows = self.windows_at(scale)
+            size = round(((values.numel() - 2) / len(windows)) ** 0.5)
             pixels = ((tile.float().contiguous() + 1) / 2).clamp(0, 1)
             restorations = []
-            canvases = values[2:].reshape(count, size, size)
-            for window, canvas in zip(self.windows, canvases, strict=True):
-                trim = (size - deconv.odd_size(window / float(values[1]))) // 2
+            canvases = values[2:].reshape(len(windows), size, size)
+            for window, canvas in zip(windows, canvases, strict=True):
+                trim = (size - deconv.odd_size(window / scale)) // 2
                 kernel = canvas[trim : size - trim, trim : size - trim]  # its own size again
                 sharp = self.deconvolve(pixels, kernel, sigma)
-                if self.refiner is not None and float(values[1]) >= 1:
+                if self.refiner is not None and scale >= 1:
                     sharp = self.refine(sharp, pixels)
                 restorations.append(sharp)
             sharp = torch.stack(restorations).mean(dim=0)

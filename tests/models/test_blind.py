@@ -274,3 +274,16 @@ def test_an_ensemble_restores_with_each_windows_kernel_and_takes_the_mean(scene,
     assert loaded.windows == (15, 11)
     with pytest.raises(ValueError, match="odd"):
         BlindDeconvolution(ensemble_windows=(20,))
+
+
+def test_photos_larger_than_the_working_size_search_one_window(scene):
+    blurred = _shake(scene, linear_kernels(9.0, 30.0)[0].float())
+    ensemble = BlindDeconvolution(**(SMALL | {"work_size": 100}), ensemble_windows=(11,)).eval()
+    single = BlindDeconvolution(**(SMALL | {"work_size": 100})).eval()
+    with torch.inference_mode():
+        context = ensemble.global_features(blurred)
+        restored = ensemble.forward_with_context(blurred, context)
+        alone = single(blurred)
+    assert float(context[0, 1]) == 0.5
+    assert context.shape == (1, 2 + 31 * 31, 1, 1)  # one 15 px kernel, scaled up to 31 px
+    torch.testing.assert_close(restored, alone)
