@@ -150,6 +150,11 @@ class BlindDeconvolution(GlobalContextGenerator):
         """The kernel windows searched per photo: ``kernel_size``, then the ensemble's."""
         return (self.kernel_size, *self.ensemble_windows)
 
+    def working_scale(self, height: int, width: int) -> float:
+        """Scale of the copy the kernel is searched on: at most 1, ``work_size`` px on the
+        longer side of larger photos."""
+        return min(1.0, self.work_size / max(height, width))
+
     def windows_at(self, scale: float) -> tuple[int, ...]:
         """The windows searched on a photo whose working copy has this scale: all of
         them at the working scale, ``kernel_size`` alone on larger photos (as the
@@ -163,12 +168,12 @@ class BlindDeconvolution(GlobalContextGenerator):
         that scale) at the photo's resolution, each centred on the largest one's
         K' × K' canvas and flattened."""
         photos = ((image.float() + 1) / 2).clamp(0, 1)
-        scale = min(1.0, self.work_size / max(image.shape[-2:]))
+        scale = self.working_scale(*image.shape[-2:])
         contexts = []
         for photo in photos:
             finals = []
             for window in self.windows_at(scale):
-                sigma, scale, kernels = self.estimate_kernels(photo, window)
+                sigma, _, kernels = self.estimate_kernels(photo, window)
                 finals.append(kernels[-1])
             size = max(kernel.shape[-1] for kernel in finals)
             canvas = [F.pad(k, [(size - k.shape[-1]) // 2] * 4).flatten() for k in finals]
@@ -185,8 +190,7 @@ class BlindDeconvolution(GlobalContextGenerator):
         on). The model deconvolves with the last; training the refiner uses them all.
         ``window`` is the search's kernel window (default ``kernel_size``)."""
         window = self.kernel_size if window is None else window
-        height, width = photo.shape[-2:]
-        scale = min(1.0, self.work_size / max(height, width))
+        scale = self.working_scale(*photo.shape[-2:])
         kernel = deconv.estimate_kernel(
             deconv.resize_image(_gray(srgb_to_linear(photo)), scale),
             window,
